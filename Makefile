@@ -4,7 +4,7 @@
 
 CC      ?= gcc
 ARCH    := $(shell uname -m)
-PKGS    := jansson libpcre2-8
+PKGS    := jansson libpcre2-8 libutf8proc
 ifeq ($(PORTABLE),1)
   ifeq ($(ARCH),x86_64)
     MARCH := -march=x86-64-v2
@@ -18,7 +18,7 @@ endif
 WARN    := -Wall -Wextra -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE
 DEPCF    = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEPLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+DEPLIBS  = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread -lutil
 CFLAGS  ?= -O3 -g
 ALLCF    = $(CSTD) $(WARN) $(CFLAGS) $(MARCH) -Iinclude -Isrc $(DEPCF) -MMD -MP
 SANCF    = $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -44,7 +44,7 @@ REL_T   := $(TSRC:%.c=build/rel/%.o)
 SAN_LIB := $(LIBSRC:%.c=build/san/%.o)
 SAN_T   := $(TSRC:%.c=build/san/%.o)
 
-AVX2F   := -mavx2 -mfma -mf16c
+AVX2F   := -mavx2 -mfma -mf16c -mno-avx512f
 AVX512F := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 
 .PHONY: all deps test test-rel test-san run clean

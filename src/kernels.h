@@ -3,11 +3,24 @@
  * Model code calls lt_kern()->op(...) (usually through lt_linear) and never
  * contains ISA conditionals. Each table is complete: an ISA file may fill an
  * entry with the scalar reference where it has nothing faster. The table is
- * chosen once from CPUID (lt_kernels_init), or forced by name. */
+ * chosen once from CPUID (lt_kernels_init), or forced by name.
+ *
+ * Tables: "ref" (kernels_ref.c, the definition every other table is tested
+ * against), "avx2" (AVX2+FMA+F16C), "avx512" (F/BW/VL/DQ), "avx512-vnni"
+ * (the same plus int8 dot products for the indexer), "neon" (AArch64).
+ * The SIMD tables share their loops (kernels_simd.h); see that header for
+ * what they compute differently from ref (summation order, NaN weight codes). */
 #ifndef LT_KERNELS_H
 #define LT_KERNELS_H
 
 #include "weights.h"
+
+/* Largest activation quantisation block of matmul_actq / fake_quant_fp8
+ * (blocks are powers of two up to this). */
+#define LT_ACTQ_MAX_BLOCK 256
+/* Largest index query of index_score: heads, and heads x dim. */
+#define LT_INDEX_MAX_HEADS 128
+#define LT_INDEX_MAX_QUERY 16384
 
 typedef struct {
     const char *name;  /* "ref", "avx2", "avx512", "neon" */
@@ -16,13 +29,62 @@ typedef struct {
      * weight decoded on the fly (never a dequantised copy). */
     void (*matmul[LT_W_COUNT])(const lt_weight *W, const float *X, int64_t n,
                                float *Y, int64_t ldy, int64_t r0, int64_t r1);
+    /* The same product on activations quantised like the reference linear()
+     * (spec 3.4): each row of X is cut into blocks of act_block values along
+     * cols (act_block a power of two <= LT_ACTQ_MAX_BLOCK) and every block is replaced by
+     * its FP8 e4m3 round trip with a power-of-two scale, exactly as
+     * fake_quant_fp8 does. X is not modified; the quantisation is fused into
+     * the product (done per L1 chunk) and allocates nothing. */
+    void (*matmul_actq[LT_W_COUNT])(const lt_weight *W, const float *X, int64_t n,
+                                    float *Y, int64_t ldy, int64_t r0, int64_t r1, int act_block);
+    /* In place FP8 e4m3 round trip of x[0..n) in blocks of `block` (spec 3.4):
+     * amax = max(|x|, 1e-4), s = 2^ceil(log2(amax/448)), x = e4m3(x/s)*s.
+     * The reference entry is lt_fake_quant_fp8 (quant.c). */
+    void (*fake_quant_fp8)(float *x, int64_t n, int block);
+    /* Sparse attention of one query over gathered rows (spec 3.6), all heads
+     * sharing the rows (K = V, V4's single KV head), in three steps that
+     * lt_attention_rows (linear.h) runs across the pool:
+     *   attn_scores   S[h][j] = scale * q[h] . rows[j] for h < nh, j in [j0, j1)
+     *                 (q [nh][d], S row stride lds);
+     *   attn_softmax  one head's row in place: p_j = e^(s_j - M) /
+     *                 (sum_j e^(s_j - M) + e^(sink - M)), M = max_j s_j, the sink
+     *                 term only with has_sink; p_bf16 rounds p to bf16 (the
+     *                 reference kernel's P before P.V);
+     *   attn_mix      o[h][c] = sum_{j < n_rows} P[h][j] rows[j][c] for c in
+     *                 [c0, c1) (o [nh][d]); n_rows == 0 gives zeros. */
+    void (*attn_scores)(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t j0, int64_t j1,
+                        float scale, float *S, int64_t lds);
+    void (*attn_softmax)(float *p, int64_t n, float sink, int has_sink, int p_bf16);
+    void (*attn_mix)(const float *P, int64_t nh, int64_t lds, const float *const *rows, int64_t n_rows, int64_t d,
+                     int64_t c0, int64_t c1, float *o);
+    /* Lightning-indexer scores (spec 4.3 step 16) of keys j in [j0, j1):
+     *   score[j] = sum_{h < Q->rows} wt[h] ReLU(Q[h] . K[j]),
+     * K [n_keys, d] and Q [heads, d] F32 (exact numerics) or FP4 with per-32
+     * scales (reference numerics: the FP4 round trips of index keys and
+     * queries, spec 3.5, stored at 68 bytes per 128-wide row); heads <=
+     * LT_INDEX_MAX_HEADS and heads * d <= LT_INDEX_MAX_QUERY. FP4 x FP4 runs as int8 dot products where the CPU
+     * has them, bit-identical to ref (block sums are exact integers). */
+    void (*index_score)(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t j0, int64_t j1,
+                        float *score);
+    /* Peak-FMA probe for lantern bench: `iters` rounds of fused multiply-adds
+     * on independent register-only chains at this table's vector width.
+     * Returns the floating-point operations done (2 per lane per FMA). */
+    double (*probe_fma)(int64_t iters);
 } lt_kernels;
 
 extern const lt_kernels lt_kernels_ref;
+#if defined(__x86_64__)
+extern const lt_kernels lt_kernels_avx2, lt_kernels_avx512, lt_kernels_avx512_vnni;
+#elif defined(__aarch64__)
+extern const lt_kernels lt_kernels_neon;
+#endif
 
 /* Chooses the best table the CPU supports; name (or NULL) forces one. Returns
  * 0 if the named table is unknown or unsupported here. */
 int lt_kernels_init(const char *name);
 const lt_kernels *lt_kern(void);
+
+/* The names of the tables this CPU can run, best first, NULL-terminated. */
+const char *const *lt_kernels_available(void);
 
 #endif

@@ -1,4 +1,9 @@
-/* Linear layers: Y = X Wᵀ over the kernel table, split across threads. */
+/* The kernel table's products split across the thread pool (threads.h):
+ * linear layers Y = X Wᵀ (rows of the product cut into tiles and, for long
+ * batches, the activation rows too), the sparse attention of one query over
+ * gathered rows, and the lightning indexer's scores. Each tile is one kernel
+ * call; every output is computed by one tile in a fixed order, so results do
+ * not depend on the thread count. */
 #ifndef LT_LINEAR_H
 #define LT_LINEAR_H
 
@@ -6,5 +11,30 @@
 
 /* Y[n, W->rows] = X[n, W->cols] · Wᵀ (fp32 in and out). */
 void lt_linear(const lt_weight *W, const float *X, int64_t n, float *Y);
+
+/* The reference's quantised linear (spec 3.4): every row of X is seen through
+ * its FP8 e4m3 round trip in blocks of act_block values (weight_block_size[1]:
+ * 128 in V4, 32 in V4.1; at most LT_ACTQ_MAX_BLOCK = 256). The quantisation
+ * is fused into the kernels; X is not modified and nothing is allocated. */
+void lt_linear_actq(const lt_weight *W, const float *X, int64_t n, float *Y, int act_block);
+
+/* The general form: rows r0..r1 of the product, Y[t*ldy + r] for t < n;
+ * act_block 0 means no activation quantisation. */
+void lt_linear_rows(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0, int64_t r1,
+                    int act_block);
+
+/* One query's attention over gathered rows (spec 3.6), all nh heads at once
+ * (they share the rows, V4's single K = V head): q and o are [nh, d]; sink
+ * [nh] or NULL; scale is head_dim^-1/2; p_bf16 rounds the probabilities to
+ * bf16 as the reference kernel does. p is scratch [nh, n_rows] and ends
+ * holding the probabilities. Scores split by row panels, the softmax by
+ * heads, the mix by output columns. n_rows == 0 gives o = 0. */
+void lt_attention_rows(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t n_rows,
+                       const float *sink, float scale, int p_bf16, float *p, float *o);
+
+/* Lightning-indexer scores (spec 4.3 step 16) of keys [0, n_keys):
+ * score[j] = sum_h wt[h] ReLU(Q[h] . K[j]), with K and Q F32 or FP4 weight
+ * views (kernels.h, index_score); split in key ranges. */
+void lt_index_scores(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t n_keys, float *score);
 
 #endif

@@ -1,7 +1,6 @@
 /* lantern: command-line entry point. Dispatches to a subcommand (src/cli_*.c). */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,13 @@ typedef struct {
 
 static const command commands[] = {
     {"inspect", lt_cli_inspect, "describe a model folder: architecture, layer schedule, tensors, bytes"},
+    {"tokenize", lt_cli_tokenize, "print the token ids of a text (or of JSON strings, one per line)"},
+    {"detokenize", lt_cli_detokenize, "print the text of token ids"},
+    {"run", lt_cli_run, "generate a continuation of a prompt, streamed (chat-formatted unless --raw)"},
+    {"chat", lt_cli_chat, "a conversation on the terminal, one line per turn, answers streamed"},
+    {"perplexity", lt_cli_perplexity, "cross-entropy and perplexity of a text file, in windows of --ctx tokens"},
+    {"compare", lt_cli_compare, "per-layer comparison with an oracle file; names the first block out of tolerance"},
+    {"bench", lt_cli_bench, "speed of decode, prefill and long context against this machine's limits"},
 };
 
 static void usage(FILE *f) {
@@ -21,30 +27,6 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'lantern <command> --help' describes a command's options.\n");
-}
-
-int lt_cli_int(const char *flag, const char *val, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = val ? strtol(val, &end, 10) : 0;
-    if (!val || errno || *end || end == val || v < lo || v > hi) {
-        fprintf(stderr, "lantern: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi, val ? val : "");
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-int lt_cli_double(const char *flag, const char *val, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = val ? strtod(val, &end) : 0;
-    if (!val || errno || *end || end == val || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "lantern: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, val ? val : "");
-        return 0;
-    }
-    *out = v;
-    return 1;
 }
 
 int main(int argc, char **argv) {

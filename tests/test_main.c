@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct { const char *group, *name; lt_test_fn fn; } test_entry;
@@ -131,10 +132,16 @@ int main(int argc, char **argv) {
         if (list) { puts(full); continue; }
         g_current = full;
         g_failures = 0;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         t->fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (g_failures) { failed++; printf("FAIL %s (%d failed checks)", full, g_failures); }
+        else { passed++; printf("ok   %s", full); }
+        if (secs >= 0.5) printf(" (%.1f s)", secs); /* slow tests show up in every log */
+        putchar('\n');
         fflush(stdout);
-        if (g_failures) { failed++; printf("FAIL %s (%d failed checks)\n", full, g_failures); }
-        else { passed++; printf("ok   %s\n", full); }
     }
     free(g_tests);
     if (list) return 0;

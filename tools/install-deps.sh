@@ -3,7 +3,7 @@
 # Called by `make`; safe to run repeatedly. Needs root (or sudo) only when
 # something is actually missing.
 set -e
-PKGS="gcc make pkg-config libjansson-dev libpcre2-dev"
+PKGS="gcc make pkg-config libjansson-dev libpcre2-dev libutf8proc-dev"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -13,6 +13,7 @@ For each tests/fixtures/<name>/:
      tensor (logits, hidden.L, final_hidden, router.*, indexer.*, greedy tokens by a
      cache-free argmax loop, mtp_logits);
   5. recompute the same with ref_v4.py (official semantics) and report the distance;
+     recompute the REFERENCE-numerics tensors (*_reference*) and require them bit-exact;
   6. check tokenizer.json: vocab size, special ids 0/1/2, and that greedy_prompt_text
      encodes to greedy_prompt;
   7. load the folder with HF's own loader (from_pretrained + FineGrainedFP8Config(
@@ -295,13 +296,22 @@ def verify(folder):
     toks, _ = make_fixtures.greedy_manual(model, oracle["greedy_prompt"], oracle["greedy_tokens"].shape[0])
     got["greedy_tokens"] = toks
     got["input_ids"], got["greedy_prompt"] = ids, oracle["greedy_prompt"]
+    # REFERENCE numerics (ref_v4.reference_forward) on the independently dequantised weights:
+    # deterministic, so the stored tensors must be reproduced bit for bit
+    ref_got, ref_meta = make_fixtures.reference_oracle(c, values, ids, log=lambda s: None)
+    for k in ref_meta:
+        if meta.get(k) != ref_meta[k]:
+            problems.append(f"oracle metadata {k} is not re-derived")
     report.append("  HF rerun on independently dequantised weights vs stored oracle:")
     for k in sorted(oracle):
+        if k in ref_got:
+            compare(k, ref_got[k], oracle[k], 0.0, report, problems)
+            continue
         if k not in got:
             problems.append(f"oracle tensor {k} not re-derived")
             continue
         compare(k, got[k], oracle[k], 1e-5, report, problems)
-    for k in got:
+    for k in list(got) + list(ref_got):
         if k not in oracle:
             problems.append(f"oracle lacks {k}")
 

@@ -1,0 +1,178 @@
+/* V4 attention of one layer (spec 4.3, 3.6): queries, the shared K=V head,
+ * compressed entries, sparse gathered attention with sinks, grouped output. */
+#include "attention.h"
+#include "csa2.h"
+#include "threads.h"
+
+#include <math.h>
+#include <string.h>
+
+/* steps 1-4: qr = q_norm(wq_a h); q = wq_b qr per head, RMS-rescaled (not
+ * in V4.1) and rotated at the token position */
+static void queries(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                    lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
+    int64_t Q = cfg->q_lora_rank, H = cfg->n_heads, hd = cfg->head_dim, rd = rope->dim;
+    float eps = (float)cfg->rms_norm_eps;
+    lt_num_linear(nm, &a->wq_a, h, n, s->qr, LT_LIN_QUANT);
+    for (int64_t t = 0; t < n; t++) lt_rmsnorm(s->qr + t * Q, s->qr + t * Q, &a->q_norm, Q, eps);
+    lt_num_store(nm, s->qr, n * Q);
+    lt_num_linear(nm, &a->wq_b, s->qr, n, s->q, LT_LIN_QUANT);
+    for (int64_t t = 0; t < n; t++) {
+        lt_rope_angles(rope, pos0 + t, s->cs);
+        for (int64_t i = 0; i < H; i++) {
+            float *qh = s->q + (t * H + i) * hd;
+            if (!a->v41) {
+                lt_rmsnorm(qh, qh, NULL, hd, eps);
+                lt_num_store(nm, qh, hd);
+            }
+            lt_rope_apply(qh + hd - rd, s->cs, (int)rd, 0);
+        }
+    }
+    lt_num_store(nm, s->q, n * H * hd);
+}
+
+/* steps 5-6: kv = kv_norm(wkv h), rotated, FP8 round trip of the nope part
+ * in blocks of 64 (V4.1: of the whole vector in blocks of 32) */
+static void shared_kv(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                      lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
+    int64_t hd = cfg->head_dim, rd = rope->dim;
+    lt_num_linear(nm, &a->wkv, h, n, s->kv, LT_LIN_QUANT);
+    for (int64_t t = 0; t < n; t++) {
+        float *kv = s->kv + t * hd;
+        lt_rmsnorm(kv, kv, &a->kv_norm, hd, (float)cfg->rms_norm_eps);
+        lt_num_store(nm, kv, hd);
+        lt_rope_angles(rope, pos0 + t, s->cs);
+        lt_rope_apply(kv + hd - rd, s->cs, (int)rd, 0);
+    }
+    lt_num_store(nm, s->kv, n * hd);
+    lt_num_qat_fp8(nm, s->kv, n, hd, a->v41 ? hd : hd - rd, a->v41 ? 32 : 64);
+}
+
+/* steps 8-17: new compressed entries (FP8 round trip of their nope part)
+ * and, for CSA, the indexer's selection */
+static void compressed_entries(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                               lt_attn_cache *cache, lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
+    int64_t hd = cfg->head_dim, rd = rope->dim, first = cache->n_cmp;
+    cache->n_cmp = lt_compressor_forward(&a->cmp, rope, (float)cfg->rms_norm_eps, nm, &cache->pool, h, n, pos0,
+                                         s->cmp, s->cs, cache->cmp, first);
+    lt_num_qat_fp8(nm, cache->cmp + first * hd, cache->n_cmp - first, hd, hd - rd, 64);
+    if (a->ratio == 4)
+        lt_indexer_forward(&a->idx, cfg, rope, nm, &cache->idx, &s->idx, h, s->qr, n, pos0, s->cmp, s->cs);
+}
+
+/* V4.1 (src/csa2.h): a KV source compresses, an index source selects, a
+ * reuse layer attends the latest index source's selection, still in s->idx */
+static void csa2_entries(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                         lt_attn_cache *src, lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
+    if (a->csa2 & LT_CSA2_KV_SOURCE) lt_csa2_compress(a, cfg, rope, nm, src, s, h, n, pos0);
+    if (a->csa2 & LT_CSA2_INDEX_SOURCE) lt_csa2_select(a, cfg, rope, nm, src, s, h, s->qr, n, pos0);
+}
+
+/* step 18: the K=V rows of token t (chunk row), position p: its window
+ * (from this chunk or the ring), then the selected (CSA, V4.1) or all
+ * visible (HCA) compressed entries of the KV source's cache */
+static int64_t gather_rows(const lt_attention *a, const lt_config *cfg, const lt_attn_cache *cache,
+                           const lt_attn_cache *src, lt_attn_scratch *s, int64_t t, int64_t pos0) {
+    int64_t hd = cfg->head_dim, W = cfg->sliding_window, p = pos0 + t, k = 0;
+    for (int64_t q = p - W + 1 < 0 ? 0 : p - W + 1; q <= p; q++)
+        s->rows[k++] = q >= pos0 ? s->kv + (q - pos0) * hd : cache->win + (q % W) * hd;
+    if (a->indexed) {
+        const int32_t *sel = s->idx.sel + t * cfg->index_topk;
+        for (int32_t i = 0; i < s->idx.n_sel[t]; i++) s->rows[k++] = src->cmp + (int64_t)sel[i] * hd;
+    } else if (a->ratio > 0) {
+        for (int64_t w = 0; w < (p + 1) / a->ratio; w++) s->rows[k++] = src->cmp + w * hd;
+    }
+    return k;
+}
+
+void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
+                       float sink, const lt_num *nm, float *p, float *o) {
+    float mx = sink;
+    for (int64_t j = 0; j < n_rows; j++) {
+        p[j] = lt_dot(q, rows[j], hd) * scale;
+        mx = p[j] > mx ? p[j] : mx;
+    }
+    double den = exp((double)(sink - mx));
+    for (int64_t j = 0; j < n_rows; j++) {
+        p[j] = expf(p[j] - mx);
+        den += p[j];
+    }
+    float inv = (float)(1.0 / den);
+    for (int64_t j = 0; j < n_rows; j++) p[j] *= inv;
+    lt_num_store(nm, p, n_rows); /* sparse_attn rounds probabilities to bf16 before P.V */
+    memset(o, 0, (size_t)hd * sizeof *o);
+    for (int64_t j = 0; j < n_rows; j++) lt_axpy(o, p[j], rows[j], hd);
+}
+
+/* one token's heads over its gathered rows, heads shared among threads */
+typedef struct {
+    const lt_attention *a;
+    const lt_num *nm;
+    lt_attn_scratch *s;
+    const float *q;        /* [H, hd] */
+    float *o;              /* [H, hd] */
+    int64_t n_rows, hd;
+    int rd;
+    float scale;
+} heads_job;
+
+/* steps 18-19 for head h: attention, then the inverse rotation at the
+ * query position (s->cs) */
+static void head_item(void *ctx, int64_t h, int tid) {
+    const heads_job *j = ctx;
+    float *o = j->o + h * j->hd;
+    (void)tid;
+    lt_attention_head(j->q + h * j->hd, j->s->rows, j->n_rows, j->hd, j->scale, lt_vec_at(&j->a->sink, h), j->nm,
+                      j->s->p + h * j->s->max_rows, o);
+    lt_num_store(j->nm, o, j->hd);
+    lt_rope_apply(o + j->hd - j->rd, j->s->cs, j->rd, 1);
+    lt_num_store(j->nm, o, j->hd);
+}
+
+static void attend(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                   const lt_attn_cache *cache, const lt_attn_cache *src, lt_attn_scratch *s, int64_t n,
+                   int64_t pos0) {
+    int64_t H = cfg->n_heads, hd = cfg->head_dim;
+    heads_job j = {.a = a, .nm = nm, .s = s, .hd = hd, .rd = rope->dim, .scale = (float)(1.0 / sqrt((double)hd))};
+    for (int64_t t = 0; t < n; t++) {
+        j.n_rows = gather_rows(a, cfg, cache, src, s, t, pos0);
+        j.q = s->q + t * H * hd;
+        j.o = s->o + t * H * hd;
+        lt_rope_angles(rope, pos0 + t, s->cs);
+        if (H * j.n_rows * hd >= LT_PAR_MIN_MACS) lt_parallel_for(H, head_item, &j);
+        else
+            for (int64_t h = 0; h < H; h++) head_item(&j, h, 0);
+    }
+}
+
+/* the ring keeps the last W positions for the next call */
+static void remember_window(const lt_config *cfg, lt_attn_cache *cache, const lt_attn_scratch *s, int64_t n,
+                            int64_t pos0) {
+    int64_t hd = cfg->head_dim, W = cfg->sliding_window;
+    for (int64_t q = (n > W ? pos0 + n - W : pos0); q < pos0 + n; q++)
+        memcpy(cache->win + (q % W) * hd, s->kv + (q - pos0) * hd, (size_t)hd * sizeof *s->kv);
+}
+
+/* steps 20-22: y_g = wo_a[g] . (heads of group g); out = wo_b . y */
+static void grouped_output(const lt_attention *a, const lt_config *cfg, const lt_num *nm, lt_attn_scratch *s,
+                           int64_t n, float *out) {
+    int64_t G = cfg->o_groups, R = cfg->o_lora_rank, gw = (int64_t)cfg->n_heads * cfg->head_dim / G;
+    for (int64_t g = 0; g < G; g++) {
+        for (int64_t t = 0; t < n; t++)
+            memcpy(s->og + t * gw, s->o + (t * G + g) * gw, (size_t)gw * sizeof *s->og);
+        lt_num_linear_rows(nm, &a->wo_a, s->og, n, s->y, G * R, g * R, (g + 1) * R, LT_LIN_BF16);
+    }
+    lt_num_linear(nm, &a->wo_b, s->y, n, out, LT_LIN_QUANT);
+}
+
+void lt_attention_forward(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                          lt_attn_cache *cache, lt_attn_cache *src, lt_attn_scratch *s, const float *h, int64_t n,
+                          int64_t pos0, float *out) {
+    queries(a, cfg, rope, nm, s, h, n, pos0);
+    shared_kv(a, cfg, rope, nm, s, h, n, pos0);
+    if (a->v41) csa2_entries(a, cfg, rope, nm, src, s, h, n, pos0);
+    else if (a->ratio > 0) compressed_entries(a, cfg, rope, nm, cache, s, h, n, pos0);
+    attend(a, cfg, rope, nm, cache, src, s, n, pos0);
+    remember_window(cfg, cache, s, n, pos0);
+    grouped_output(a, cfg, nm, s, n, out);
+}

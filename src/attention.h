@@ -1,0 +1,87 @@
+/* V4 attention of one layer, every kind by compress ratio (spec 4.3, 3.6):
+ * ratio 0 sliding window only; 4 CSA (overlapping compressor + lightning
+ * indexer); any other ratio HCA (non-overlapping compressor, all visible
+ * entries). Every layer also attends its sliding window.
+ *
+ * Multi-query attention with one shared K=V head of head_dim: low-rank q
+ * (wq_a, q_norm, wq_b) with a parameter-free per-head RMS rescale, kv =
+ * kv_norm(wkv h), partial interleaved RoPE on the last rope_dim channels,
+ * a learned sink per head in the softmax denominator, inverse RoPE on the
+ * output, then the grouped low-rank output (wo_a per group, wo_b).
+ *
+ * Each query GATHERS only its rows (window + selected or visible compressed
+ * entries): O(window + top-k) per query, never a dense masked matrix.
+ *
+ * V4.1 CSA2 (spec 5.1, src/csa2.h) on the same path: no per-head q rescale;
+ * the window KV's FP8 round trip covers the whole vector in blocks of 32;
+ * every compressed layer attends an index selection of its KV source's
+ * entries; the QAT round trips are part of the model (nm->qat).
+ *
+ * Dimension letters: n tokens, D hidden, H heads, hd head_dim, rd rope dim,
+ * Q q_lora_rank, G o_groups, R o_lora_rank, W sliding window. */
+#ifndef LT_ATTENTION_H
+#define LT_ATTENTION_H
+
+#include "compressor.h"
+#include "indexer.h"
+
+typedef struct {
+    int ratio;             /* compress ratio of the layer: 0, 4 (CSA) or other (HCA); V4.1: 0, 2, 1 */
+    int v41;               /* V4.1 CSA2 attention */
+    int indexed;           /* attends an index selection: V4 CSA, every V4.1 compressed layer */
+    int kv_source;         /* the layer whose compressed entries it attends (itself in V4); -1: none */
+    int csa2;              /* V4.1 roles, LT_CSA2_* bits (src/csa2.h) */
+    lt_weight wq_a;        /* FP8 [Q, D] */
+    lt_vec q_norm;         /* [Q] */
+    lt_weight wq_b;        /* FP8 [H*hd, Q] */
+    lt_weight wkv;         /* FP8 [hd, D] */
+    lt_vec kv_norm;        /* [hd] */
+    lt_vec sink;           /* F32 [H] */
+    lt_weight wo_a;        /* FP8 [G*R, H*hd/G] */
+    lt_weight wo_b;        /* FP8 [D, G*R] */
+    lt_compressor cmp;     /* V4 ratio > 0; V4.1 KV sources */
+    lt_indexer idx;        /* V4 ratio == 4; V4.1 KV sources (wk, k_norm) and index sources */
+} lt_attention;
+
+/* Per-sequence state of one layer's attention (spec 4.8). */
+typedef struct {
+    float *win;            /* [W, hd] ring: the kv of position p at row p % W */
+    float *cmp;            /* [n_ctx / ratio, hd] compressed entries (V4.1: KV sources only) */
+    int64_t n_cmp;
+    lt_pool pool;          /* the compressor's open windows */
+    lt_indexer_cache idx;  /* V4 CSA; V4.1 KV sources (keys only, no pool) */
+} lt_attn_cache;
+
+/* Work below which a loop stays on the calling thread (multiply-adds). */
+#define LT_PAR_MIN_MACS (64 * 1024)
+
+/* Scratch shared by all layers, sized for n_batch tokens. */
+typedef struct {
+    float *qr;             /* [n, Q] */
+    float *q;              /* [n, H*hd] */
+    float *kv;             /* [n, hd] */
+    float *o;              /* [n, H*hd] */
+    float *og;             /* [n, H*hd/G] one group's heads, gathered */
+    float *y;              /* [n, G*R] */
+    float *cmp;            /* [2 * n * 2*hd] compressor projections */
+    float *cs;             /* [rd] cos/sin */
+    const float **rows;    /* [max_rows] one query's gathered K=V rows */
+    float *p;              /* [H, max_rows] per head: scores, then probabilities */
+    int64_t max_rows;
+    lt_indexer_scratch idx;
+} lt_attn_scratch;
+
+/* out[n, D] = attention of the normed inputs h[n, D] at positions pos0..,
+ * appending to the layer's caches; src is the cache of its KV source (the
+ * layer's own cache in V4 and for V4.1 sources). Selections stay in s->idx. */
+void lt_attention_forward(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                          lt_attn_cache *cache, lt_attn_cache *src, lt_attn_scratch *s, const float *h, int64_t n,
+                          int64_t pos0, float *out);
+
+/* Attention of one query head over gathered rows (spec 3.6): o = sum_j
+ * softmax'(s)_j v_j with s_j = q.k_j * scale and the sink only in the
+ * denominator. p receives n_rows probabilities. */
+void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
+                       float sink, const lt_num *nm, float *p, float *o);
+
+#endif

@@ -1,0 +1,172 @@
+/* The attention part of a decoded token at a given context length, over
+ * synthetic caches, for lantern bench (bench.h). Per layer (spec 4.3):
+ *
+ *   index scan  index sources score every visible index key (FP4, 68 B) with
+ *               FP4 queries (both the reference numerics' round trips) in
+ *               lt_index_scores; the forward's lt_indexer_topk keeps the best
+ *               index_topk (the O(context) part of decode)
+ *   gather      window rows (128) plus the selected compressed rows (CSA,
+ *               V4.1) or every compressed row (HCA, context/128)
+ *   attention   lt_attention_rows over the gathered rows
+ *
+ * Queries, keys and rows are random; only sizes and access patterns matter.
+ * Dimension letters: H heads, hd head dim, Hi index heads, di index dim. */
+#include "bench.h"
+#include "indexer.h"
+#include "linear.h"
+#include "threads.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lt_bench_attn {
+    const lt_bench_arch *a;
+    lt_bench_layer_kind kind;
+    int64_t n_win, n_cmp, n_att; /* window rows, stored compressed rows, compressed rows attended */
+    float *win;                  /* [n_win, hd] */
+    float *cmp;                  /* [n_cmp, hd] */
+    lt_weight keys;              /* FP4 [n_keys, di] (rows == 0: no index scan) */
+    lt_weight iq;                /* FP4 [Hi, di] index queries */
+    uint8_t *key_data, *key_scale, *iq_data, *iq_scale;
+    float *q, *o, *sink, *p;     /* [H, hd], [H, hd], [H], [H, n_win + n_att] */
+    float *wt, *score;           /* [Hi], [n_keys] */
+    float *heap_s;               /* [topk] */
+    int32_t *heap_i, *sel;       /* [topk] */
+    const float **rows;          /* [n_win + n_att] */
+    uint64_t rng;
+};
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* ---- synthetic caches --------------------------------------------------- */
+
+typedef struct {
+    uint8_t *p;
+    int64_t bytes;
+    int floats;   /* fill with small floats, else bytes (FP4 codes, UE8M0 near 2^0) */
+    int scales;
+} fill_job;
+
+static void fill_item(void *ctx, int64_t i, int tid) {
+    const fill_job *j = ctx;
+    (void)tid;
+    int64_t lo = i << 22, hi = LT_MIN_I64(lo + (1 << 22), j->bytes);
+    uint64_t s = (uint64_t)i * 0x9E3779B97F4A7C15ull + (uint64_t)j->bytes;
+    for (int64_t b = lo; b + 4 <= hi; b += 4) {
+        uint32_t v = (uint32_t)splitmix(&s);
+        if (j->floats) v = (v & 0x807FFFFFu) | 0x3E000000u; /* +-[0.125, 0.25) */
+        else if (j->scales) v = (v & 0x03030303u) | 0x7C7C7C7Cu;
+        memcpy(j->p + b, &v, 4);
+    }
+}
+
+static void *alloc_filled(int64_t bytes, int floats, int scales) {
+    uint8_t *p = malloc((size_t)LT_MAX(bytes, 4));
+    if (!p) return NULL;
+    fill_job j = {p, bytes, floats, scales};
+    lt_parallel_for((bytes + (1 << 22) - 1) >> 22, fill_item, &j);
+    return p;
+}
+
+lt_status lt_bench_attn_create(lt_bench_attn **out, const lt_bench_arch *a, int layer, int64_t ctx, lt_error *err) {
+    *out = NULL;
+    lt_bench_attn *c = lt_calloc(1, sizeof *c, "bench attention", err);
+    if (!c) return LT_ERR_NOMEM;
+    const int64_t H = a->n_heads, hd = a->head_dim, Hi = a->index_heads, di = a->index_dim;
+    c->a = a;
+    c->kind = lt_bench_layer(a, layer);
+    c->rng = 0xC0FFEEull + (uint64_t)layer;
+    c->n_win = LT_MIN(a->window, ctx);
+    c->n_att = lt_bench_attended(a, layer, ctx);
+    c->n_cmp = c->kind.ratio ? ctx / c->kind.ratio : 0;
+    int64_t n_keys = lt_bench_index_keys(a, layer, ctx), n_rows = c->n_win + c->n_att;
+    c->win = alloc_filled(c->n_win * hd * 4, 1, 0);
+    c->cmp = alloc_filled(c->n_cmp * hd * 4, 1, 0);
+    c->q = alloc_filled(H * hd * 4, 1, 0);
+    c->o = malloc(sizeof(float) * (size_t)(H * hd));
+    c->sink = alloc_filled(H * 4, 1, 0);
+    c->p = malloc(sizeof(float) * (size_t)(H * LT_MAX(n_rows, 1)));
+    c->rows = malloc(sizeof *c->rows * (size_t)LT_MAX(n_rows, 1));
+    int ok = c->win && c->cmp && c->q && c->o && c->sink && c->p && c->rows;
+    if (ok && n_keys) {
+        c->keys = (lt_weight){.type = LT_W_FP4, .rows = n_keys, .cols = di, .block_r = 1, .block_c = 32,
+                              .name = "synthetic index keys"};
+        c->key_data = alloc_filled(n_keys * di / 2, 0, 0);
+        c->key_scale = alloc_filled(n_keys * di / 32, 0, 1);
+        c->keys.data = c->key_data;
+        c->keys.scale = c->key_scale;
+        c->iq = (lt_weight){.type = LT_W_FP4, .rows = Hi, .cols = di, .block_r = 1, .block_c = 32,
+                            .name = "synthetic index queries"};
+        c->iq_data = alloc_filled(Hi * di / 2, 0, 0);
+        c->iq_scale = alloc_filled(Hi * di / 32, 0, 1);
+        c->iq.data = c->iq_data;
+        c->iq.scale = c->iq_scale;
+        c->wt = alloc_filled(Hi * 4, 1, 0);
+        c->score = malloc(sizeof(float) * (size_t)n_keys);
+        c->heap_s = malloc(sizeof(float) * (size_t)a->index_topk);
+        c->heap_i = malloc(sizeof(int32_t) * (size_t)a->index_topk);
+        c->sel = malloc(sizeof(int32_t) * (size_t)a->index_topk);
+        ok = c->key_data && c->key_scale && c->iq_data && c->iq_scale && c->wt && c->score && c->heap_s &&
+             c->heap_i && c->sel;
+    }
+    if (!ok) {
+        lt_bench_attn_free(c);
+        return lt_fail(err, LT_ERR_NOMEM, "bench: out of memory for the caches of layer %d at context %lld", layer,
+                       (long long)ctx);
+    }
+    *out = c;
+    return LT_OK;
+}
+
+void lt_bench_attn_free(lt_bench_attn *c) {
+    if (!c) return;
+    free(c->win), free(c->cmp), free(c->q), free(c->o), free(c->sink), free(c->p), free(c->rows);
+    free(c->key_data), free(c->key_scale), free(c->iq_data), free(c->iq_scale), free(c->wt), free(c->score);
+    free(c->heap_s), free(c->heap_i), free(c->sel);
+    free(c);
+}
+
+uint64_t lt_bench_kv_bytes_per_token(const lt_bench_arch *a) {
+    double bytes = 0.0, row = 4.0 * a->head_dim, key = a->index_dim / 2 + a->index_dim / 32;
+    for (int l = 0; l < a->n_layers; l++) {
+        lt_bench_layer_kind k = lt_bench_layer(a, l);
+        if (k.compressor) bytes += row / k.ratio;
+        if (k.compressor && k.indexer) bytes += key / k.ratio;
+    }
+    return (uint64_t)llround(bytes);
+}
+
+/* ---- one token ---------------------------------------------------------- */
+
+void lt_bench_attn_token(lt_bench_attn *c, double *index_seconds, double *attn_seconds, uint64_t *kv_bytes) {
+    const int64_t hd = c->a->head_dim;
+    const uint64_t row_bytes = (uint64_t)hd * 4;
+    double t0 = lt_time_s();
+    int64_t n_sel = c->n_att;
+    const int32_t *sel = NULL;
+    if (c->keys.rows) {
+        lt_index_scores(&c->keys, &c->iq, c->wt, c->keys.rows, c->score);
+        n_sel = lt_indexer_topk(c->score, c->keys.rows, c->a->index_topk, c->heap_s, c->heap_i, c->sel);
+        sel = c->sel;
+        *kv_bytes += (uint64_t)lt_weight_bytes(&c->keys);
+        *index_seconds += lt_time_s() - t0;
+    }
+    int64_t n = 0;
+    for (int64_t j = 0; j < c->n_win; j++) c->rows[n++] = c->win + j * hd;
+    for (int64_t j = 0; j < n_sel; j++) {
+        /* HCA takes every row; CSA the selection; a V4.1 layer that reuses a
+         * source's selection picks rows at random */
+        int64_t r = sel ? sel[j] : c->n_att == c->n_cmp ? j : (int64_t)(splitmix(&c->rng) % (uint64_t)c->n_cmp);
+        c->rows[n++] = c->cmp + (r % LT_MAX(c->n_cmp, 1)) * hd;
+    }
+    lt_attention_rows(c->q, c->a->n_heads, hd, c->rows, n, c->sink, 1.0f / sqrtf((float)hd), 0, c->p, c->o);
+    *kv_bytes += (uint64_t)n * row_bytes;
+    *attn_seconds += lt_time_s() - t0;
+}

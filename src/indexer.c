@@ -1,0 +1,156 @@
+/* Lightning indexer (spec 4.3 steps 13-17): compressed index keys, index
+ * queries, ReLU-weighted scores and the top-k selection. */
+#include "indexer.h"
+#include "attention.h"
+#include "threads.h"
+
+#include <math.h>
+
+/* V4 REFERENCE: Hadamard rotation then FP4 round trip of n rows of di
+ * (rotate_activation + fp4_act_quant); in EXACT mode the orthonormal
+ * rotation cancels in q . k and is skipped. V4.1: FP4 alone, both modes. */
+void lt_indexer_quantise(const lt_num *nm, float *x, int64_t n, int64_t di) {
+    if (nm->qat) {
+        lt_num_qat_fp4(nm, x, n, di);
+        return;
+    }
+    if (!lt_num_ref(nm)) return;
+    for (int64_t t = 0; t < n; t++) lt_hadamard(x + t * di, di);
+    lt_num_store(nm, x, n * di);
+    lt_num_qat_fp4(nm, x, n, di);
+}
+
+/* step 14: q = wq_b(qr) per head, RoPE on the last rd dims at the token's position */
+void lt_indexer_queries(const lt_indexer *ix, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                        const float *qr, int64_t n, int64_t pos0, float *q, float *cs) {
+    int64_t di = cfg->index_head_dim, Hi = cfg->index_n_heads;
+    lt_num_linear(nm, &ix->wq_b, qr, n, q, LT_LIN_QUANT);
+    for (int64_t t = 0; t < n; t++) {
+        lt_rope_angles(rope, pos0 + t, cs);
+        for (int64_t h = 0; h < Hi; h++) lt_rope_apply(q + (t * Hi + h) * di + di - rope->dim, cs, rope->dim, 0);
+    }
+    lt_num_store(nm, q, n * Hi * di);
+    lt_indexer_quantise(nm, q, n * Hi, di);
+}
+
+/* step 15: wt = weights_proj(h) * di^-1/2 * Hi^-1/2 */
+void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num *nm, const float *h, int64_t n,
+                        float *wt) {
+    int64_t Hi = cfg->index_n_heads;
+    lt_num_linear(nm, &ix->weights_proj, h, n, wt, LT_LIN_QUANT);
+    float scale = (float)(1.0 / sqrt((double)cfg->index_head_dim) / sqrt((double)Hi));
+    for (int64_t i = 0; i < n * Hi; i++) wt[i] *= scale;
+    lt_num_store(nm, wt, n * Hi);
+}
+
+/* step 16: score[i] = sum_h wt_h ReLU(q_h . k_e) for i in [i0, i1), entry
+ * e = ids[i] (or i) */
+static void score_entries(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t i0,
+                          int64_t i1, int64_t Hi, int64_t di, float *score) {
+    for (int64_t w = i0; w < i1; w++) {
+        const float *k = keys + (ids ? ids[w] : w) * di;
+        float s = 0;
+        for (int64_t h = 0; h < Hi; h++) {
+            float dot = lt_dot(q + h * di, k, di);
+            s += wt[h] * (dot > 0 ? dot : 0);
+        }
+        score[w] = s;
+    }
+}
+
+/* one token's scores over its nv visible entries, in chunks among threads */
+#define SCORE_CHUNK 64
+
+typedef struct {
+    const float *q, *wt, *keys;
+    const int32_t *ids;
+    float *score;
+    int64_t nv, Hi, di;
+} score_job;
+
+static void score_item(void *ctx, int64_t item, int tid) {
+    const score_job *j = ctx;
+    (void)tid;
+    int64_t w0 = item * SCORE_CHUNK, w1 = w0 + SCORE_CHUNK < j->nv ? w0 + SCORE_CHUNK : j->nv;
+    score_entries(j->q, j->wt, j->keys, j->ids, w0, w1, j->Hi, j->di, j->score);
+}
+
+void lt_indexer_score(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t n,
+                      int64_t Hi, int64_t di, float *score) {
+    score_job j = {q, wt, keys, ids, score, n, Hi, di};
+    if (n * Hi * di >= LT_PAR_MIN_MACS) lt_parallel_for((n + SCORE_CHUNK - 1) / SCORE_CHUNK, score_item, &j);
+    else score_entries(q, wt, keys, ids, 0, n, Hi, di, score);
+}
+
+/* heap order: the worst kept entry on top (lower score, then higher index) */
+static int worse(float sa, int32_t ia, float sb, int32_t ib) { return sa < sb || (sa == sb && ia > ib); }
+
+static void sift_down(float *hs, int32_t *hi, int32_t k, int32_t i) {
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && worse(hs[l], hi[l], hs[m], hi[m])) m = l;
+        if (r < k && worse(hs[r], hi[r], hs[m], hi[m])) m = r;
+        if (m == i) return;
+        float ts = hs[i]; hs[i] = hs[m]; hs[m] = ts;
+        int32_t ti = hi[i]; hi[i] = hi[m]; hi[m] = ti;
+        i = m;
+    }
+}
+
+static void sift_max(int32_t *a, int32_t n, int32_t i) {
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && a[l] > a[m]) m = l;
+        if (r < n && a[r] > a[m]) m = r;
+        if (m == i) return;
+        int32_t t = a[i]; a[i] = a[m]; a[m] = t;
+        i = m;
+    }
+}
+
+/* in-place ascending heapsort of the selection (no allocation, unlike qsort) */
+static void sort_ascending(int32_t *a, int32_t n) {
+    for (int32_t i = n / 2 - 1; i >= 0; i--) sift_max(a, n, i);
+    for (int32_t end = n - 1; end > 0; end--) { /* the largest left goes last */
+        int32_t t = a[0]; a[0] = a[end]; a[end] = t;
+        sift_max(a, end, 0);
+    }
+}
+
+int32_t lt_indexer_topk(const float *score, int64_t nv, int32_t k, float *heap_s, int32_t *heap_i, int32_t *sel) {
+    if (nv <= k) {
+        for (int32_t w = 0; w < (int32_t)nv; w++) sel[w] = w;
+        return (int32_t)nv;
+    }
+    for (int32_t w = 0; w < k; w++) { heap_s[w] = score[w]; heap_i[w] = w; }
+    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(heap_s, heap_i, k, i);
+    for (int64_t w = k; w < nv; w++) {
+        if (!worse(heap_s[0], heap_i[0], score[w], (int32_t)w)) continue;
+        heap_s[0] = score[w];
+        heap_i[0] = (int32_t)w;
+        sift_down(heap_s, heap_i, k, 0);
+    }
+    for (int32_t i = 0; i < k; i++) sel[i] = heap_i[i];
+    sort_ascending(sel, k);
+    return k;
+}
+
+void lt_indexer_forward(const lt_indexer *ix, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
+                        lt_indexer_cache *cache, lt_indexer_scratch *s, const float *h, const float *qr,
+                        int64_t n, int64_t pos0, float *cmp_scratch, float *cs) {
+    int64_t di = cfg->index_head_dim, Hi = cfg->index_n_heads, m = ix->cmp.ratio;
+    /* step 13: keys of the entries these tokens complete */
+    int64_t first = cache->n_keys;
+    cache->n_keys = lt_compressor_forward(&ix->cmp, rope, (float)cfg->rms_norm_eps, nm, &cache->pool, h, n, pos0,
+                                          cmp_scratch, cs, cache->keys, first);
+    lt_indexer_quantise(nm, cache->keys + first * di, cache->n_keys - first, di);
+    lt_indexer_queries(ix, cfg, rope, nm, qr, n, pos0, s->q, cs);
+    lt_indexer_weights(ix, cfg, nm, h, n, s->wt);
+    /* step 17: each token ranks the entries visible to it */
+    for (int64_t t = 0; t < n; t++) {
+        int64_t nv = (pos0 + t + 1) / m;
+        lt_indexer_score(s->q + t * Hi * di, s->wt + t * Hi, cache->keys, NULL, nv, Hi, di, s->score);
+        s->n_sel[t] = lt_indexer_topk(s->score, nv, cfg->index_topk, s->heap_s, s->heap_i,
+                                      s->sel + t * cfg->index_topk);
+    }
+}

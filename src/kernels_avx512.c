@@ -1,0 +1,248 @@
+/* AVX-512 (F/BW/VL/DQ + F16C) kernel table: the vector primitives of
+ * kernels_simd.h on 16-float zmm registers. Built with the AVX512F flags of
+ * the Makefile; chosen by kernels.c only when CPUID reports them.
+ *
+ *   FP8 e4m3 -> f16 bits by shifts (s.eeee.mmm -> s.0eeee.mmm0000000), then
+ *     vcvtph2ps: exact, subnormals included, at value * 2^-8.
+ *   FP4 e2m1 -> the 16-entry value table through vpermps (one zmm); the
+ *     matrix-vector product shifts 64-byte groups instead of shuffling bytes.
+ *   Prefill tile: 2 zmm of weight rows x 12 tokens = 24 accumulators. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define LT_VL 16
+#define LT_MR_V 2
+#define LT_NT 12
+#define LT_FP4_DEC 1.0f
+
+typedef __m512 lt_vf;
+
+static inline lt_vf v_zero(void) { return _mm512_setzero_ps(); }
+static inline lt_vf v_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline void v_store(float *p, lt_vf v) { _mm512_storeu_ps(p, v); }
+static inline lt_vf v_set1(float x) { return _mm512_set1_ps(x); }
+static inline lt_vf v_add(lt_vf a, lt_vf b) { return _mm512_add_ps(a, b); }
+static inline lt_vf v_mul(lt_vf a, lt_vf b) { return _mm512_mul_ps(a, b); }
+static inline lt_vf v_min(lt_vf a, lt_vf b) { return _mm512_min_ps(a, b); }
+static inline lt_vf v_max(lt_vf a, lt_vf b) { return _mm512_max_ps(a, b); }
+static inline lt_vf v_abs(lt_vf a) { return _mm512_abs_ps(a); }
+static inline lt_vf v_fma(lt_vf a, lt_vf b, lt_vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline float v_hsum(lt_vf v) { return _mm512_reduce_add_ps(v); }
+static inline float v_hmax(lt_vf v) { return _mm512_reduce_max_ps(v); }
+static inline lt_vf v_round(lt_vf v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline lt_vf v_pow2(lt_vf n) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
+static inline lt_vf v_load_part(const float *p, int m) { return _mm512_maskz_loadu_ps((__mmask16)((1u << m) - 1), p); }
+static inline void v_store_part(float *p, lt_vf v, int m) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << m) - 1), v); }
+
+static inline lt_vf v_dec_fp8(const uint8_t *p) {
+    /* sign-extended byte << 7 puts the magnitude at f16 bits 7..13 and copies
+     * of the sign at 14..15; clearing bit 14 leaves s.0eeee.mmm0000000 */
+    __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)p));
+    w = _mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16((short)0xBFFF));
+    return _mm512_cvtph_ps(w);
+}
+
+static inline lt_vf v_dec_fp4(const uint8_t *p) {
+    /* bytes b0..b7 -> b0, b0>>4, b1, b1>>4, ... widened to dwords; vpermps
+     * reads only the low 4 bits of each index */
+    __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    __m128i nib = _mm_unpacklo_epi8(b, _mm_srli_epi16(b, 4));
+    return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(nib), _mm512_loadu_ps(lt_fp4_e2m1_table));
+}
+
+static inline lt_vf v_dec_bf16(const uint16_t *p) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+static inline void v_dec_fp4_x8(const uint8_t *p, lt_vf v[8]) {
+    /* dword lane i holds codes 8i..8i+7; shifting by 4s brings code 8i+s to
+     * the low 4 bits that vpermps reads */
+    __m512i z = _mm512_loadu_si512(p);
+    __m512 table = _mm512_loadu_ps(lt_fp4_e2m1_table);
+    v[0] = _mm512_permutexvar_ps(z, table);
+    for (int s = 1; s < 8; s++) v[s] = _mm512_permutexvar_ps(_mm512_srli_epi32(z, (unsigned)(4 * s)), table);
+}
+
+/* 2^(b-127) from dword lanes b in [0, 255] */
+static inline lt_vf ue8m0_lanes(__m512i b) {
+    __m512i f = _mm512_slli_epi32(b, 23);
+    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(b, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
+    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(b, _mm512_set1_epi32(0xFF)), _mm512_set1_epi32(0x7FC00000));
+    return _mm512_castsi512_ps(f);
+}
+
+static inline lt_vf v_dec_ue8m0(const uint8_t *p) {
+    return ue8m0_lanes(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)));
+}
+
+static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) {
+    int32_t w;
+    memcpy(&w, p, 4);
+    __m512i b = _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(w));
+    return ue8m0_lanes(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), b));
+}
+
+static inline lt_vf v_round_e4m3(lt_vf v) {
+    /* normals keep 3 mantissa bits (round half to even on the bits);
+     * below 2^-6 the grid is the fixed subnormal step 2^-9 */
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 20), _mm512_set1_epi32(1));
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFFF), odd));
+    __m512 normal = _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(~0xFFFFF)));
+    __m512 sub = _mm512_mul_ps(v_round(_mm512_mul_ps(v, _mm512_set1_ps(512.0f))), _mm512_set1_ps(1.0f / 512.0f));
+    __mmask16 small = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(0x1p-6f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(small, normal, sub);
+}
+
+static inline void v_transpose(lt_vf r[16]) {
+    __m512 t[16];
+    /* 2x2 blocks of floats, then of float pairs: r[4i+j] lane L = column 4L+j of rows 4i..4i+3 */
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* then 128-bit lanes: column 4L+j gathers lane L of r[j], r[4+j], r[8+j], r[12+j] */
+    for (int j = 0; j < 4; j++) {
+        __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), d = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+        t[j] = _mm512_shuffle_f32x4(a, c, 0x88);
+        t[8 + j] = _mm512_shuffle_f32x4(a, c, 0xDD);
+        t[4 + j] = _mm512_shuffle_f32x4(b, d, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+#include "kernels_simd.h"
+
+/* ---- indexer scores as int8 dot products (AVX512-VNNI) ----------------- */
+
+/* FP4 keys and queries of width 128 (the index head dim of every release)
+ * become 2 * e2m1 in int8. vpdpbusd multiplies unsigned by signed bytes, so
+ * keys are biased by +12 and each block sum starts at -12 * (the block's
+ * query code sum). A block sum of 32 products is an exact integer; times
+ * (query scale / 4) and the key scale it is exact too, so adding the four
+ * blocks in order, then ReLU, multiply and add over heads in order, repeats
+ * ref's arithmetic bit for bit. Per 16 keys the codes are transposed to
+ * [dim group][key] dwords once, then every head runs 32 vpdpbusd. */
+#define IDX_DIM 128
+#define IDX_BIAS 12
+
+static const int8_t fp4_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+typedef struct {
+    int32_t codes[LT_INDEX_MAX_HEADS][IDX_DIM / 4];  /* dims 4g..4g+3 as int8 in dword g */
+    int32_t start[LT_INDEX_MAX_HEADS][IDX_DIM / 32]; /* -12 * sum of each block's codes */
+    float scale[LT_INDEX_MAX_HEADS][IDX_DIM / 32];   /* each block's scale / 4 */
+} vnni_query;
+
+static void vnni_query_pack(const lt_weight *Q, vnni_query *vq) {
+    for (int64_t h = 0; h < Q->rows; h++) {
+        const uint8_t *row = (const uint8_t *)Q->data + h * (IDX_DIM / 2), *sc = Q->scale + h * (IDX_DIM / 32);
+        int8_t c[IDX_DIM];
+        for (int i = 0; i < IDX_DIM / 2; i++) c[2 * i] = fp4_x2[row[i] & 15], c[2 * i + 1] = fp4_x2[row[i] >> 4];
+        memcpy(vq->codes[h], c, sizeof c);
+        for (int b = 0; b < IDX_DIM / 32; b++) {
+            int32_t sum = 0;
+            for (int i = 0; i < 32; i++) sum += c[32 * b + i];
+            vq->start[h][b] = -IDX_BIAS * sum;
+            vq->scale[h][b] = ue8m0(sc[b]) * 0.25f;
+        }
+    }
+}
+
+/* keys j..j+15 (n of them; the rest zero) as biased int8: after the
+ * transposes lo[d] lane k holds group 8(d/4) + d%4 of key k, hi[d] group
+ * 8(d/4) + 4 + d%4; sk[b] lane k is key k's block-b scale */
+static void vnni_keys(const lt_weight *K, int64_t j, int n, __m512i lo[16], __m512i hi[16], __m512 sk[4]) {
+    uint8_t pad_codes[16 * IDX_DIM / 2], pad_scales[16 * IDX_DIM / 32];
+    const uint8_t *codes = (const uint8_t *)K->data + j * (IDX_DIM / 2), *scales = K->scale + j * (IDX_DIM / 32);
+    if (n < 16) { /* never read past the key cache */
+        memset(pad_codes, 0, sizeof pad_codes);
+        memset(pad_scales, 127, sizeof pad_scales);
+        memcpy(pad_codes, codes, (size_t)n * IDX_DIM / 2);
+        memcpy(pad_scales, scales, (size_t)n * IDX_DIM / 32);
+        codes = pad_codes, scales = pad_scales;
+    }
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)fp4_x2));
+    const __m512i nib = _mm512_set1_epi8(15), bias = _mm512_set1_epi8(IDX_BIAS);
+    for (int k = 0; k < 16; k++) {
+        __m512i b = _mm512_loadu_si512(codes + k * (IDX_DIM / 2));
+        __m512i l = _mm512_add_epi8(_mm512_shuffle_epi8(lut, _mm512_and_si512(b, nib)), bias);
+        __m512i h = _mm512_add_epi8(_mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib)), bias);
+        lo[k] = _mm512_unpacklo_epi8(l, h); /* lane L: dims 32L + 0..15 */
+        hi[k] = _mm512_unpackhi_epi8(l, h); /* lane L: dims 32L + 16..31 */
+    }
+    v_transpose((lt_vf *)(void *)lo);
+    v_transpose((lt_vf *)(void *)hi);
+    __m512i w = _mm512_loadu_si512(scales);
+    for (int b = 0; b < 4; b++) sk[b] = ue8m0_lanes(_mm512_and_si512(_mm512_srli_epi32(w, 8 * b), _mm512_set1_epi32(0xFF)));
+}
+
+__attribute__((target("avx512vnni"))) static void index_score_vnni(const lt_weight *K, const lt_weight *Q,
+                                                                    const float *wt, int64_t j0, int64_t j1,
+                                                                    float *score) {
+    if (K->type != LT_W_FP4 || Q->type != LT_W_FP4 || K->cols != IDX_DIM) {
+        index_score_simd(K, Q, wt, j0, j1, score);
+        return;
+    }
+    vnni_query vq;
+    float part_sum[LT_INDEX_MAX_HEADS][16] __attribute__((aligned(64))); /* each head's blocks so far */
+    vnni_query_pack(Q, &vq);
+    for (int64_t j = j0; j < j1; j += 16) {
+        int n = (int)LT_MIN(16, j1 - j);
+        __m512i lo[16], hi[16];
+        __m512 sk[4], out = _mm512_setzero_ps();
+        vnni_keys(K, j, n, lo, hi, sk);
+        /* block-major: the block's 8 key vectors stay in registers while
+         * every head runs its 8 vpdpbusd against them */
+        for (int b = 0; b < 4; b++) {
+            __m512i k0 = lo[4 * b], k1 = lo[4 * b + 1], k2 = lo[4 * b + 2], k3 = lo[4 * b + 3];
+            __m512i k4 = hi[4 * b], k5 = hi[4 * b + 1], k6 = hi[4 * b + 2], k7 = hi[4 * b + 3];
+            for (int64_t h = 0; h < Q->rows; h++) {
+                const int32_t *qc = vq.codes[h] + 8 * b;
+                __m512i a = _mm512_set1_epi32(vq.start[h][b]), c = _mm512_setzero_si512(); /* two short chains */
+                a = _mm512_dpbusd_epi32(a, k0, _mm512_set1_epi32(qc[0]));
+                c = _mm512_dpbusd_epi32(c, k4, _mm512_set1_epi32(qc[4]));
+                a = _mm512_dpbusd_epi32(a, k1, _mm512_set1_epi32(qc[1]));
+                c = _mm512_dpbusd_epi32(c, k5, _mm512_set1_epi32(qc[5]));
+                a = _mm512_dpbusd_epi32(a, k2, _mm512_set1_epi32(qc[2]));
+                c = _mm512_dpbusd_epi32(c, k6, _mm512_set1_epi32(qc[6]));
+                a = _mm512_dpbusd_epi32(a, k3, _mm512_set1_epi32(qc[3]));
+                c = _mm512_dpbusd_epi32(c, k7, _mm512_set1_epi32(qc[7]));
+                __m512 part = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, c)), _mm512_set1_ps(vq.scale[h][b]));
+                __m512 s = b ? _mm512_load_ps(part_sum[h]) : _mm512_setzero_ps();
+                s = _mm512_fmadd_ps(part, sk[b], s); /* part * sk is exact: one rounding, as ref */
+                if (b < 3) _mm512_store_ps(part_sum[h], s);
+                else out = _mm512_add_ps(out, _mm512_mul_ps(_mm512_max_ps(s, _mm512_setzero_ps()), _mm512_set1_ps(wt[h])));
+            }
+        }
+        _mm512_mask_storeu_ps(score + j, (__mmask16)((1u << n) - 1), out);
+    }
+}
+
+const lt_kernels lt_kernels_avx512 = {
+    .name = "avx512",
+    LT_SIMD_ENTRIES,
+    .index_score = index_score_simd,
+};
+
+/* the same with the indexer on int8 dot products */
+const lt_kernels lt_kernels_avx512_vnni = {
+    .name = "avx512-vnni",
+    LT_SIMD_ENTRIES,
+    .index_score = index_score_vnni,
+};

@@ -1,0 +1,609 @@
+/* Loops shared by the SIMD kernel tables (kernels_avx2.c, kernels_avx512.c,
+ * kernels_neon.c): weight decoding for every lt_wtype, block-scale walking,
+ * the matrix-vector product of decode, the packed-panel product of prefill
+ * and the fused FP8 activation quantisation. They are written once over a
+ * few vector primitives that each leaf defines before including this header:
+ *
+ *   LT_VL                      floats per vector; lt_vf the vector type
+ *   v_zero v_load v_store v_set1 v_add v_mul v_min v_max v_abs v_hsum v_hmax
+ *   v_fma(a, b, c)             a*b + c, fused
+ *   v_round(v)                 nearest integer, ties to even
+ *   v_pow2(n)                  2^n for integral n in [-126, 127]
+ *   v_load_part(p, m)          the first m (0 < m < LT_VL) lanes, the rest 0
+ *   v_store_part(p, v, m)      stores the first m lanes
+ *   v_dec_fp8(p)               LT_VL e4m3 codes -> value * LT_FP8_DEC
+ *   v_dec_fp4(p)               LT_VL e2m1 codes (LT_VL/2 bytes, low nibble
+ *                              first) -> value * LT_FP4_DEC (leaf constant)
+ *   v_dec_bf16(p)              LT_VL bf16 -> f32
+ *   v_dec_ue8m0(p)             LT_VL UE8M0 scales -> 2^(b-127) (0: 2^-127, 0xFF: NaN)
+ *   v_dec_fp4_x8(p, v[8])      a group of 8 LT_VL e2m1 codes (4 LT_VL bytes): v[s]
+ *                              lane i = code 8i + s, times LT_FP4_DEC (one table
+ *                              lookup per vector, no byte shuffles)
+ *   v_dec_ue8m0_x4(p)          LT_VL/4 scales, each repeated in 4 lanes: lane i
+ *                              = scale of block i/4 (the blocks of such a group)
+ *   v_round_e4m3(v)            |v| <= 448 rounded to the e4m3 grid (RNE)
+ *   v_transpose(v[LT_VL])      transposes an LT_VL x LT_VL tile in registers
+ *   LT_MR_V, LT_NT             prefill register tile: LT_MR_V vectors of
+ *                              weight rows times LT_NT activation rows
+ *
+ * Decoders return the value times a power of two (LT_FP8_DEC, LT_FP4_DEC) when
+ * that saves instructions; the block scale carries the inverse, so products
+ * are unchanged. What the SIMD tables compute differently from ref:
+ *   - summation order (vector lanes, fused multiply-add, the scale applied to
+ *     each weight instead of each block sum in prefill): results agree to a
+ *     relative 1e-5 of sum |w x|, not bit for bit;
+ *   - the e4m3 NaN codes 0x7F/0xFF decode as +-480 instead of NaN. Checkpoints
+ *     never hold them (the reference quantiser clamps to +-448).
+ * Activation quantisation (fake_quant_fp8, matmul_actq) is bit-identical to
+ * the reference quantiser. attn_softmax uses a polynomial exp (Cephes expf,
+ * within 2 ulp) where ref calls expf.
+ *
+ * Dimension letters: n activation rows (tokens), r weight rows (outputs),
+ * k weight columns (inputs). */
+#ifndef LT_KERNELS_SIMD_H
+#define LT_KERNELS_SIMD_H
+
+#include "kernels.h"
+#include "quant.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LT_INLINE static inline __attribute__((always_inline))
+
+#define LT_FP8_DEC 0x1p-8f  /* f16 exponent bias 15 against e4m3's 7 */
+#define LT_MR (LT_MR_V * LT_VL) /* weight rows of a packed panel */
+#define LT_NT_MAX 12            /* largest LT_NT of any leaf */
+#define LT_KC 256               /* columns of a packed panel: holds whole 32- and 128-blocks */
+#define LT_NC 128               /* activation rows of one X slice (LT_NC x LT_KC floats stay in L2) */
+#define LT_RB 4                 /* weight rows per matrix-vector step (x loads shared) */
+#define LT_QK 4096              /* activation columns per chunk of the matrix-vector product */
+#define LT_G4 (8 * LT_VL)       /* columns of one grouped FP4 decode */
+
+/* ---- number formats and block walking ---------------------------------- */
+
+/* UE8M0 power of two 2^(b-127) from its bits: 0 is the subnormal 2^-127, 0xFF NaN */
+LT_INLINE float ue8m0(uint8_t b) {
+    uint32_t u = b == 0 ? 0x00400000u : b == 0xFF ? 0x7FC00000u : (uint32_t)b << 23;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* bytes of one stored weight row */
+LT_INLINE int64_t row_bytes(lt_wtype t, int64_t cols) {
+    switch (t) {
+    case LT_W_FP8: return cols;
+    case LT_W_FP4: return cols / 2;
+    case LT_W_BF16: return 2 * cols;
+    default: return 4 * cols;
+    }
+}
+
+LT_INLINE const uint8_t *w_row(lt_wtype t, const lt_weight *W, int64_t r) {
+    return (const uint8_t *)W->data + r * row_bytes(t, W->cols);
+}
+
+/* columns sharing one scale (the whole row when the format has none) */
+LT_INLINE int64_t scale_block(lt_wtype t, const lt_weight *W) {
+    switch (t) {
+    case LT_W_FP8: return W->block_c;
+    case LT_W_FP4: return 32;
+    default: return LT_MAX(W->cols, 1);
+    }
+}
+
+/* the scales of row r, one per scale block */
+LT_INLINE const uint8_t *scale_row(lt_wtype t, const lt_weight *W, int64_t r) {
+    switch (t) {
+    case LT_W_FP8: return W->scale + (r / W->block_r) * ((W->cols + W->block_c - 1) / W->block_c);
+    case LT_W_FP4: return W->scale + r * (W->cols / 32);
+    default: return NULL;
+    }
+}
+
+/* scale of block b times the inverse of the decoder's factor */
+LT_INLINE float scale_of(lt_wtype t, const uint8_t *srow, int64_t b) {
+    switch (t) {
+    case LT_W_FP8: return ue8m0(srow[b]) * (1.0f / LT_FP8_DEC);
+    case LT_W_FP4: return ue8m0(srow[b]) * (1.0f / LT_FP4_DEC);
+    default: return 1.0f;
+    }
+}
+
+/* LT_VL weights of a row from column k (k even for FP4) */
+LT_INLINE lt_vf dec_vec(lt_wtype t, const uint8_t *row, int64_t k) {
+    switch (t) {
+    case LT_W_FP8: return v_dec_fp8(row + k);
+    case LT_W_FP4: return v_dec_fp4(row + k / 2);
+    case LT_W_BF16: return v_dec_bf16((const uint16_t *)(const void *)row + k);
+    default: return v_load((const float *)(const void *)row + k);
+    }
+}
+
+/* one weight, with the same factor as dec_vec (the scalar finish of a block) */
+LT_INLINE float dec_one(lt_wtype t, const uint8_t *row, int64_t k) {
+    switch (t) {
+    case LT_W_FP8: return lt_fp8_e4m3_to_f32(row[k]) * LT_FP8_DEC;
+    case LT_W_FP4: return lt_fp4_e2m1_to_f32((uint8_t)(row[k / 2] >> (4 * (k & 1)))) * LT_FP4_DEC;
+    case LT_W_BF16: {
+        uint16_t h;
+        memcpy(&h, row + 2 * k, 2);
+        return lt_bf16_to_f32(h);
+    }
+    default: {
+        float f;
+        memcpy(&f, row + 4 * k, 4);
+        return f;
+    }
+    }
+}
+
+/* ---- FP8 activation quantisation (spec 3.4) ---------------------------- */
+
+/* s = 2^ceil(log2(max(amax, 1e-4) / 448)), the ceiling taken on the bits of
+ * the quotient like the reference's fast_log2_ceil */
+LT_INLINE float actq_scale(float amax) {
+    float q = LT_MAX(amax, 1e-4f) / 448.0f;
+    uint32_t u;
+    memcpy(&u, &q, 4);
+    u = (((u >> 23) & 0xFF) + ((u & 0x7FFFFF) != 0)) << 23;
+    memcpy(&q, &u, 4);
+    return q;
+}
+
+/* dst[0..m) = the FP8 round trip of src[0..m) as one block */
+LT_INLINE void quant_block(const float *src, float *dst, int64_t m) {
+    lt_vf vmax = v_zero();
+    int64_t k = 0;
+    for (; k + LT_VL <= m; k += LT_VL) vmax = v_max(vmax, v_abs(v_load(src + k)));
+    float amax = v_hmax(vmax);
+    for (int64_t j = k; j < m; j++) amax = fmaxf(amax, fabsf(src[j]));
+    float s = actq_scale(amax), inv = 1.0f / s; /* exact: s is a power of two */
+    lt_vf vs = v_set1(s), vinv = v_set1(inv), hi = v_set1(448.0f), lo = v_set1(-448.0f);
+    for (k = 0; k + LT_VL <= m; k += LT_VL) {
+        lt_vf y = v_max(v_min(v_mul(v_load(src + k), vinv), hi), lo);
+        v_store(dst + k, v_mul(v_round_e4m3(y), vs));
+    }
+    for (; k < m; k++) dst[k] = lt_fp8_e4m3_to_f32(lt_f32_to_fp8_e4m3(src[k] * inv)) * s;
+}
+
+/* dst[0..n) = FP8 round trip of src[0..n) in blocks of `block` from src[0] */
+LT_INLINE void quant_fp8(const float *src, float *dst, int64_t n, int block) {
+    for (int64_t b = 0; b < n; b += block) quant_block(src + b, dst + b, LT_MIN(block, n - b));
+}
+
+static void fake_quant_fp8_simd(float *x, int64_t n, int block) { quant_fp8(x, x, n, block); }
+
+/* ---- matrix-vector product (decode, n = 1) ------------------------------ */
+
+/* LT_VL scales of blocks b.. of a row (fewer when the row has fewer left: the
+ * rest read as 1), times the inverse of the decoder's factor */
+LT_INLINE lt_vf scales_vec(lt_wtype t, const uint8_t *srow, int64_t b, int64_t n_left) {
+    uint8_t tmp[LT_VL];
+    const uint8_t *p = srow + b;
+    if (n_left < LT_VL) { /* never read past the scale tensor */
+        memset(tmp, 127, sizeof tmp);
+        memcpy(tmp, p, (size_t)n_left);
+        p = tmp;
+    }
+    return v_mul(v_dec_ue8m0(p), v_set1(t == LT_W_FP8 ? 1.0f / LT_FP8_DEC : 1.0f / LT_FP4_DEC));
+}
+
+/* y[i] (+)= sum_{k0 <= k < k1} W[r + i][k] x[k - k0] for i < nr (nr <= LT_RB,
+ * a constant after inlining). The rows sit at a fixed stride; each scale
+ * block is summed in vector lanes, then scaled into the row's accumulator,
+ * with the scales of LT_VL blocks decoded at once. */
+LT_INLINE void dot_rows(lt_wtype t, const lt_weight *W, int64_t r, int nr, const float *x, int64_t k0,
+                        int64_t k1, float *y, int accumulate) {
+    const int scaled = t == LT_W_FP8 || t == LT_W_FP4;
+    const int64_t bc = scale_block(t, W), stride = row_bytes(t, W->cols), row_blocks = (W->cols + bc - 1) / bc;
+    const int64_t b0 = k0 / bc, nb = (k1 - 1) / bc - b0 + 1;
+    const uint8_t *base = w_row(t, W, r), *srow[LT_RB];
+    float sc[LT_RB][LT_VL] __attribute__((aligned(64)));
+    lt_vf acc[LT_RB];
+    float tail[LT_RB];
+    for (int i = 0; i < nr; i++) {
+        srow[i] = scale_row(t, W, r + i);
+        acc[i] = v_zero();
+        tail[i] = 0.0f;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t kb = LT_MAX(k0, (b0 + b) * bc), ke = LT_MIN((b0 + b + 1) * bc, k1), k = kb;
+        if (scaled && b % LT_VL == 0)
+            for (int i = 0; i < nr; i++) v_store(sc[i], scales_vec(t, srow[i], b0 + b, row_blocks - b0 - b));
+        lt_vf part[LT_RB];
+        float pt[LT_RB];
+        for (int i = 0; i < nr; i++) part[i] = v_zero(), pt[i] = 0.0f;
+        for (; k + LT_VL <= ke; k += LT_VL) {
+            lt_vf xv = v_load(x + (k - k0));
+            const uint8_t *p = base + row_bytes(t, k);
+            for (int i = 0; i < nr; i++) part[i] = v_fma(dec_vec(t, p + i * stride, 0), xv, part[i]);
+        }
+        for (; k < ke; k++)
+            for (int i = 0; i < nr; i++) pt[i] += dec_one(t, base + i * stride, k) * x[k - k0];
+        for (int i = 0; i < nr; i++) {
+            float s = scaled ? sc[i][b % LT_VL] : 1.0f;
+            acc[i] = scaled ? v_fma(part[i], v_set1(s), acc[i]) : v_add(part[i], acc[i]);
+            tail[i] += pt[i] * s;
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = (accumulate ? y[i] : 0.0f) + v_hsum(acc[i]) + tail[i];
+}
+
+LT_INLINE void dot_all_rows(lt_wtype t, const lt_weight *W, const float *x, int64_t k0, int64_t k1, float *y,
+                            int64_t r0, int64_t r1, int accumulate) {
+    int64_t r = r0;
+    for (; r + LT_RB <= r1; r += LT_RB) dot_rows(t, W, r, LT_RB, x, k0, k1, y + r, accumulate);
+    for (; r < r1; r++) dot_rows(t, W, r, 1, x, k0, k1, y + r, accumulate);
+}
+
+/* Grouped FP4 rows: y[i] (+)= the columns [k0, k0 + ng * LT_G4) of rows r + i
+ * (i < nr), with xp the activations permuted per group (permute_x8). Lane i
+ * of a group's partial sum holds columns of block i/4 only, so one multiply
+ * by the lane-repeated scales applies every block's scale. */
+LT_INLINE void dot_rows_fp4(const lt_weight *W, int64_t r, int nr, const float *xp, int64_t k0, int64_t ng,
+                            float *y, int accumulate) {
+    const int64_t stride = W->cols / 2;
+    const uint8_t *base = w_row(LT_W_FP4, W, r) + k0 / 2, *srow[LT_RB];
+    const lt_vf bias = v_set1(1.0f / LT_FP4_DEC);
+    lt_vf acc[LT_RB];
+    for (int i = 0; i < nr; i++) srow[i] = scale_row(LT_W_FP4, W, r + i) + k0 / 32, acc[i] = v_zero();
+    for (int64_t g = 0; g < ng; g++) {
+        const float *xg = xp + g * LT_G4;
+        for (int i = 0; i < nr; i++) {
+            lt_vf w[8];
+            v_dec_fp4_x8(base + i * stride + g * (LT_G4 / 2), w);
+            lt_vf even = v_mul(w[0], v_load(xg)), odd = v_mul(w[1], v_load(xg + LT_VL));
+            for (int s = 2; s < 8; s += 2) {
+                even = v_fma(w[s], v_load(xg + s * LT_VL), even);
+                odd = v_fma(w[s + 1], v_load(xg + (s + 1) * LT_VL), odd);
+            }
+            lt_vf sc = v_mul(v_dec_ue8m0_x4(srow[i] + g * (LT_G4 / 32)), bias);
+            acc[i] = v_fma(v_add(even, odd), sc, acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = (accumulate ? y[i] : 0.0f) + v_hsum(acc[i]);
+}
+
+/* xp[g + s LT_VL + i] = x[g + 8 i + s] within each group of LT_G4 columns */
+LT_INLINE void permute_x8(const float *x, float *xp, int64_t n) {
+    for (int64_t g = 0; g < n; g += LT_G4)
+        for (int s = 0; s < 8; s++)
+            for (int i = 0; i < LT_VL; i++) xp[g + s * LT_VL + i] = x[g + 8 * i + s];
+}
+
+/* FP4 rows over the chunk [k0, k1): whole groups grouped, the rest by blocks */
+LT_INLINE void dot_all_rows_fp4(const lt_weight *W, const float *x, float *xp, int64_t k0, int64_t k1, float *y,
+                                int64_t r0, int64_t r1, int accumulate) {
+    int64_t ng = (k1 - k0) / LT_G4, kg = k0 + ng * LT_G4;
+    permute_x8(x, xp, kg - k0);
+    int64_t r = r0;
+    for (; r + LT_RB <= r1; r += LT_RB) dot_rows_fp4(W, r, LT_RB, xp, k0, ng, y + r, accumulate);
+    for (; r < r1; r++) dot_rows_fp4(W, r, 1, xp, k0, ng, y + r, accumulate);
+    if (kg < k1) dot_all_rows(LT_W_FP4, W, x + (kg - k0), kg, k1, y, r0, r1, 1);
+}
+
+/* y[r] for r in [r0, r1), LT_QK columns at a time: the chunk of x is
+ * quantised (act_block) and permuted (FP4) into L1 buffers once per call */
+LT_INLINE void matvec(lt_wtype t, const lt_weight *W, const float *x, float *y, int64_t r0, int64_t r1,
+                      int act_block) {
+    float xq[LT_QK] __attribute__((aligned(64))), xp[LT_QK] __attribute__((aligned(64)));
+    for (int64_t k0 = 0; k0 < W->cols; k0 += LT_QK) {
+        int64_t k1 = LT_MIN(k0 + LT_QK, W->cols);
+        const float *xc = x + k0;
+        if (act_block) {
+            quant_fp8(xc, xq, k1 - k0, act_block);
+            xc = xq;
+        }
+        if (t == LT_W_FP4) dot_all_rows_fp4(W, xc, xp, k0, k1, y, r0, r1, k0 > 0);
+        else dot_all_rows(t, W, xc, k0, k1, y, r0, r1, k0 > 0);
+    }
+}
+
+/* ---- packed-panel product (prefill, n > 1) ------------------------------ */
+
+/* Packs nr (a constant after inlining) rows of one LT_VL-row group: Bp[k][i]
+ * = row i at column k0 + k, with its scale, for k < kc (rows past nr are 0).
+ * row[i] is the row's first byte, srow[i] its scales (bc columns each; FP8
+ * and FP4 only).
+ * Whole LT_VL x LT_VL tiles are decoded along rows and transposed in
+ * registers. */
+LT_INLINE void pack_rows(lt_wtype t, int64_t bc, const uint8_t *const *row, const uint8_t *const *srow, int nr,
+                         int64_t k0, int64_t kc, float *Bp) {
+    for (int64_t k = 0; k < kc;) {
+        int64_t b = (k0 + k) / bc, be = LT_MIN((b + 1) * bc - k0, kc);
+        float s[LT_VL];
+        for (int i = 0; i < nr; i++) s[i] = t == LT_W_FP8 || t == LT_W_FP4 ? scale_of(t, srow[i], b) : 1.0f;
+        for (; k + LT_VL <= be; k += LT_VL) {
+            lt_vf v[LT_VL];
+            for (int i = 0; i < LT_VL; i++) v[i] = i < nr ? v_mul(dec_vec(t, row[i], k0 + k), v_set1(s[i])) : v_zero();
+            v_transpose(v);
+            for (int i = 0; i < LT_VL; i++) v_store(Bp + (k + i) * LT_MR, v[i]);
+        }
+        for (; k < be; k++)
+            for (int i = 0; i < LT_VL; i++) Bp[k * LT_MR + i] = i < nr ? dec_one(t, row[i], k0 + k) * s[i] : 0.0f;
+    }
+}
+
+/* rows r..r+nr of W (nr a constant after inlining) into one group */
+LT_INLINE void pack_group(lt_wtype t, const lt_weight *W, int64_t r, int nr, int64_t k0, int64_t kc, float *Bp) {
+    const uint8_t *row[LT_VL], *srow[LT_VL];
+    for (int i = 0; i < nr; i++) row[i] = w_row(t, W, r + i), srow[i] = scale_row(t, W, r + i);
+    pack_rows(t, scale_block(t, W), row, srow, nr, k0, kc, Bp);
+}
+
+/* Bp[k][i] = W[r + i][k0 + k] for k < kc, i < LT_MR; rows past mr are 0 */
+LT_INLINE void pack_panel(lt_wtype t, const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc, float *Bp) {
+    for (int g = 0; g < LT_MR_V; g++) {
+        int nr = LT_MIN(LT_VL, mr - g * LT_VL);
+        if (nr == LT_VL) pack_group(t, W, r + g * LT_VL, LT_VL, k0, kc, Bp + g * LT_VL);
+        else if (nr > 0) pack_group(t, W, r + g * LT_VL, nr, k0, kc, Bp + g * LT_VL);
+        else pack_group(t, W, r, 0, k0, kc, Bp + g * LT_VL);
+    }
+}
+
+/* the same for mr f32 rows given by pointers (gathered cache rows) */
+LT_INLINE void pack_panel_f32(const float *const *rows, int mr, int64_t k0, int64_t kc, float *Bp) {
+    for (int g = 0; g < LT_MR_V; g++) {
+        const uint8_t *row[LT_VL];
+        int nr = LT_MIN(LT_VL, mr - g * LT_VL);
+        for (int i = 0; i < nr; i++) row[i] = (const uint8_t *)(const void *)rows[g * LT_VL + i];
+        if (nr == LT_VL) pack_rows(LT_W_F32, k0 + kc, row, NULL, LT_VL, k0, kc, Bp + g * LT_VL);
+        else pack_rows(LT_W_F32, k0 + kc, row, NULL, LT_MAX(nr, 0), k0, kc, Bp + g * LT_VL);
+    }
+}
+
+/* m valid lanes of y: all, none or the first m */
+LT_INLINE lt_vf y_load(const float *y, int m) {
+    return m >= LT_VL ? v_load(y) : m > 0 ? v_load_part(y, m) : v_zero();
+}
+
+LT_INLINE void y_store(float *y, lt_vf v, int m) {
+    if (m >= LT_VL) v_store(y, v);
+    else if (m > 0) v_store_part(y, v, m);
+}
+
+/* Y[i][0..mr) (+)= sum_k x[i][k] Bp[k][0..mr) for i < nt (a constant after
+ * inlining): nt x LT_MR_V accumulators stay in registers for the whole kc. */
+LT_INLINE void micro(int nt, const float *Bp, const float *x, int64_t ldx, int64_t kc, float *y, int64_t ldy,
+                     int mr, int accumulate) {
+    lt_vf acc[LT_NT_MAX][LT_MR_V];
+#pragma GCC unroll 16
+    for (int i = 0; i < nt; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < LT_MR_V; j++)
+            acc[i][j] = accumulate ? y_load(y + i * ldy + j * LT_VL, mr - j * LT_VL) : v_zero();
+    for (int64_t k = 0; k < kc; k++) {
+        lt_vf b[LT_MR_V];
+#pragma GCC unroll 4
+        for (int j = 0; j < LT_MR_V; j++) b[j] = v_load(Bp + k * LT_MR + j * LT_VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < nt; i++) {
+            lt_vf xb = v_set1(x[i * ldx + k]);
+#pragma GCC unroll 4
+            for (int j = 0; j < LT_MR_V; j++) acc[i][j] = v_fma(xb, b[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < nt; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < LT_MR_V; j++) y_store(y + i * ldy + j * LT_VL, acc[i][j], mr - j * LT_VL);
+}
+
+/* micro with nt in [1, LT_NT] turned into a constant */
+static void micro_any(int nt, const float *Bp, const float *x, int64_t ldx, int64_t kc, float *y, int64_t ldy,
+                      int mr, int accumulate) {
+    switch (nt) {
+#define LT_MICRO_CASE(c) \
+    case c: if (c <= LT_NT) micro(c, Bp, x, ldx, kc, y, ldy, mr, accumulate); break;
+    LT_MICRO_CASE(1) LT_MICRO_CASE(2) LT_MICRO_CASE(3) LT_MICRO_CASE(4) LT_MICRO_CASE(5) LT_MICRO_CASE(6)
+    LT_MICRO_CASE(7) LT_MICRO_CASE(8) LT_MICRO_CASE(9) LT_MICRO_CASE(10) LT_MICRO_CASE(11) LT_MICRO_CASE(12)
+#undef LT_MICRO_CASE
+    }
+}
+
+/* Y rows r0..r1 for n > 1. Loop order: LT_KC columns, then LT_NC activation
+ * rows (their slice stays in L2 and is quantised there when act_block is set),
+ * then LT_MR-row panels, each decoded once into an L1 tile and swept by every
+ * activation row of the slice. Partial sums live in Y between column chunks. */
+LT_INLINE void matmul_panels(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                             int64_t r0, int64_t r1, int act_block) {
+    float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
+    float xq[act_block ? LT_NC * LT_KC : 1] __attribute__((aligned(64)));
+    const int64_t cols = W->cols, step = act_block ? LT_KC - LT_KC % act_block : LT_KC;
+    for (int64_t k0 = 0; k0 < cols; k0 += step) {
+        int64_t kc = LT_MIN(step, cols - k0);
+        for (int64_t t0 = 0; t0 < n; t0 += LT_NC) {
+            int64_t nc = LT_MIN(LT_NC, n - t0), ldx = cols;
+            const float *xs = X + t0 * cols + k0;
+            if (act_block) {
+                for (int64_t i = 0; i < nc; i++) quant_fp8(xs + i * cols, xq + i * LT_KC, kc, act_block);
+                xs = xq;
+                ldx = LT_KC;
+            }
+            for (int64_t r = r0; r < r1; r += LT_MR) {
+                int mr = (int)LT_MIN(LT_MR, r1 - r);
+                pack_panel(t, W, r, mr, k0, kc, Bp);
+                for (int64_t i = 0; i < nc; i += LT_NT)
+                    micro_any((int)LT_MIN(LT_NT, nc - i), Bp, xs + i * ldx, ldx, kc, Y + (t0 + i) * ldy + r, ldy,
+                              mr, k0 > 0);
+            }
+        }
+    }
+}
+
+/* ---- sparse attention over gathered rows (spec 3.6) --------------------- */
+
+/* e^x within 2 ulp for x in [-87, 88] (clamped outside): Cephes expf */
+LT_INLINE lt_vf v_exp(lt_vf x) {
+    x = v_max(v_min(x, v_set1(88.0f)), v_set1(-87.0f));
+    lt_vf n = v_round(v_mul(x, v_set1(1.44269504088896341f)));
+    lt_vf r = v_fma(n, v_set1(-0.693359375f), x); /* ln 2 in two parts */
+    r = v_fma(n, v_set1(2.12194440e-4f), r);
+    lt_vf p = v_set1(1.9875691500e-4f);
+    p = v_fma(p, r, v_set1(1.3981999507e-3f));
+    p = v_fma(p, r, v_set1(8.3334519073e-3f));
+    p = v_fma(p, r, v_set1(4.1665795894e-2f));
+    p = v_fma(p, r, v_set1(1.6666665459e-1f));
+    p = v_fma(p, r, v_set1(5.0000001201e-1f));
+    p = v_fma(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
+    return v_mul(p, v_pow2(n));
+}
+
+/* S[h][j] = scale q_h . rows[j]: the gathered rows are packed like weight
+ * rows (transposed into L1 panels), the heads are the activation rows */
+static void attn_scores_simd(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t j0,
+                             int64_t j1, float scale, float *S, int64_t lds) {
+    float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
+    for (int64_t k0 = 0; k0 < d; k0 += LT_KC) {
+        int64_t kc = LT_MIN(LT_KC, d - k0);
+        for (int64_t j = j0; j < j1; j += LT_MR) {
+            int mr = (int)LT_MIN(LT_MR, j1 - j);
+            pack_panel_f32(rows + j, mr, k0, kc, Bp);
+            for (int64_t h = 0; h < nh; h += LT_NT)
+                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, q + h * d + k0, d, kc, S + h * lds + j, lds, mr, k0 > 0);
+        }
+    }
+    lt_vf vs = v_set1(scale);
+    for (int64_t h = 0; h < nh; h++) {
+        float *s = S + h * lds;
+        int64_t j = j0;
+        for (; j + LT_VL <= j1; j += LT_VL) v_store(s + j, v_mul(v_load(s + j), vs));
+        for (; j < j1; j++) s[j] *= scale;
+    }
+}
+
+static void attn_softmax_simd(float *p, int64_t n, float sink, int has_sink, int p_bf16) {
+    lt_vf vm = v_set1(-INFINITY);
+    int64_t j = 0;
+    for (; j + LT_VL <= n; j += LT_VL) vm = v_max(vm, v_load(p + j));
+    float M = v_hmax(vm);
+    for (int64_t i = j; i < n; i++) M = fmaxf(M, p[i]);
+    lt_vf vsum = v_zero(), vM = v_set1(M);
+    for (j = 0; j + LT_VL <= n; j += LT_VL) {
+        lt_vf e = v_exp(v_add(v_load(p + j), v_mul(vM, v_set1(-1.0f))));
+        v_store(p + j, e);
+        vsum = v_add(vsum, e);
+    }
+    float sum = v_hsum(vsum);
+    for (; j < n; j++) sum += (p[j] = expf(p[j] - M));
+    if (has_sink) sum += expf(sink - M);
+    lt_vf inv = v_set1(1.0f / sum);
+    for (j = 0; j + LT_VL <= n; j += LT_VL) v_store(p + j, v_mul(v_load(p + j), inv));
+    for (; j < n; j++) p[j] *= 1.0f / sum;
+    if (p_bf16)
+        for (j = 0; j < n; j++) p[j] = lt_round_bf16(p[j]);
+}
+
+/* o[h][c] = sum_j P[h][j] rows[j][c] for c in [c0, c1): V needs no transpose,
+ * its rows are copied into the panel as they lie */
+static void attn_mix_simd(const float *P, int64_t nh, int64_t lds, const float *const *rows, int64_t n_rows,
+                          int64_t d, int64_t c0, int64_t c1, float *o) {
+    float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
+    if (n_rows == 0)
+        for (int64_t h = 0; h < nh; h++) memset(o + h * d + c0, 0, sizeof(float) * (size_t)(c1 - c0));
+    for (int64_t j0 = 0; j0 < n_rows; j0 += LT_KC) {
+        int64_t kc = LT_MIN(LT_KC, n_rows - j0);
+        for (int64_t c = c0; c < c1; c += LT_MR) {
+            int mr = (int)LT_MIN(LT_MR, c1 - c);
+            for (int64_t j = 0; j < kc; j++)
+                for (int g = 0; g < LT_MR_V; g++)
+                    v_store(Bp + j * LT_MR + g * LT_VL, y_load(rows[j0 + j] + c + g * LT_VL, mr - g * LT_VL));
+            for (int64_t h = 0; h < nh; h += LT_NT)
+                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, P + h * lds + j0, lds, kc, o + h * d + c, d, mr, j0 > 0);
+        }
+    }
+}
+
+/* ---- lightning indexer scores (spec 4.3 step 16) ------------------------ */
+
+/* score[j] = sum_h wt[h] ReLU(q_h . K[j]) for keys j in [j0, j1): the keys
+ * are weight rows (F32 or FP4), the decoded query heads activation rows; each
+ * panel's head x key tile goes straight into the ReLU-weighted sum. */
+LT_INLINE void index_score_any(lt_wtype t, const lt_weight *K, const float *q, const float *wt, int64_t nh,
+                               int64_t j0, int64_t j1, float *score) {
+    float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
+    float S[LT_INDEX_MAX_HEADS * LT_MR] __attribute__((aligned(64))); /* [nh][LT_MR] */
+    const int64_t d = K->cols;
+    for (int64_t j = j0; j < j1; j += LT_MR) {
+        int mr = (int)LT_MIN(LT_MR, j1 - j);
+        for (int64_t k0 = 0; k0 < d; k0 += LT_KC) {
+            int64_t kc = LT_MIN(LT_KC, d - k0);
+            pack_panel(t, K, j, mr, k0, kc, Bp);
+            for (int64_t h = 0; h < nh; h += LT_NT)
+                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, q + h * d + k0, d, kc, S + h * LT_MR, LT_MR, LT_MR, k0 > 0);
+        }
+        for (int g = 0; g < LT_MR_V; g++) {
+            lt_vf acc = v_zero();
+            for (int64_t h = 0; h < nh; h++)
+                acc = v_fma(v_max(v_load(S + h * LT_MR + g * LT_VL), v_zero()), v_set1(wt[h]), acc);
+            y_store(score + j + g * LT_VL, acc, mr - g * LT_VL);
+        }
+    }
+}
+
+static void index_score_simd(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t j0, int64_t j1,
+                             float *score) {
+    float q[LT_INDEX_MAX_QUERY] __attribute__((aligned(64)));
+    for (int64_t h = 0; h < Q->rows; h++) lt_weight_row(Q, h, q + h * Q->cols);
+    if (K->type == LT_W_FP4) index_score_any(LT_W_FP4, K, q, wt, Q->rows, j0, j1, score);
+    else index_score_any(LT_W_F32, K, q, wt, Q->rows, j0, j1, score);
+}
+
+/* ---- peak FMA probe ----------------------------------------------------- */
+
+#define LT_PROBE_CHAINS 10 /* independent FMA chains: covers 2 units x 5 cycles of latency */
+
+static double probe_fma_simd(int64_t iters) {
+    lt_vf a[LT_PROBE_CHAINS], m = v_set1(0.9999f), c = v_set1(1e-4f);
+    for (int i = 0; i < LT_PROBE_CHAINS; i++) a[i] = v_set1((float)i);
+    for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < LT_PROBE_CHAINS; i++) a[i] = v_fma(a[i], m, c);
+    }
+    volatile float sink = 0.0f; /* keeps the chains alive */
+    for (int i = 0; i < LT_PROBE_CHAINS; i++) sink += v_hsum(a[i]);
+    (void)sink;
+    return 2.0 * LT_VL * LT_PROBE_CHAINS * (double)iters;
+}
+
+/* ---- table entries ------------------------------------------------------- */
+
+LT_INLINE void matmul_any(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                          int64_t r0, int64_t r1, int act_block) {
+    if (n == 1) matvec(t, W, X, Y, r0, r1, act_block);
+    else matmul_panels(t, W, X, n, Y, ldy, r0, r1, act_block);
+}
+
+#define LT_DEFINE_MATMUL(fmt, type)                                                                    \
+    static void matmul_##fmt##_simd(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, \
+                                    int64_t r0, int64_t r1) {                                          \
+        matmul_any(type, W, X, n, Y, ldy, r0, r1, 0);                                                  \
+    }                                                                                                  \
+    static void matmul_actq_##fmt##_simd(const lt_weight *W, const float *X, int64_t n, float *Y,      \
+                                         int64_t ldy, int64_t r0, int64_t r1, int act_block) {         \
+        matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                          \
+    }
+LT_DEFINE_MATMUL(f32, LT_W_F32)
+LT_DEFINE_MATMUL(bf16, LT_W_BF16)
+LT_DEFINE_MATMUL(fp8, LT_W_FP8)
+LT_DEFINE_MATMUL(fp4, LT_W_FP4)
+#undef LT_DEFINE_MATMUL
+
+/* the entries every SIMD table shares, for its initializer (each adds its
+ * index_score) */
+#define LT_SIMD_ENTRIES                                                                          \
+    .matmul = {[LT_W_F32] = matmul_f32_simd, [LT_W_BF16] = matmul_bf16_simd,                            \
+               [LT_W_FP8] = matmul_fp8_simd, [LT_W_FP4] = matmul_fp4_simd},                             \
+    .matmul_actq = {[LT_W_F32] = matmul_actq_f32_simd, [LT_W_BF16] = matmul_actq_bf16_simd,             \
+                    [LT_W_FP8] = matmul_actq_fp8_simd, [LT_W_FP4] = matmul_actq_fp4_simd},              \
+    .fake_quant_fp8 = fake_quant_fp8_simd,                                                              \
+    .attn_scores = attn_scores_simd,                                                                    \
+    .attn_softmax = attn_softmax_simd,                                                                  \
+    .attn_mix = attn_mix_simd,                                                                          \
+    .probe_fma = probe_fma_simd
+
+#endif

@@ -1,0 +1,59 @@
+/* Manifold-constrained hyper-connections, mHC (spec 3.3, V4 two-pass form).
+ *
+ * The residual of a token is hc streams X[hc, D]. Each site (attention, FFN)
+ * derives from the RMS-normalised flattened streams three mixes: pre[hc]
+ * (collapse weights), post[hc] (expand weights) and comb[hc, hc] (a
+ * Sinkhorn-projected, doubly stochastic stream mixer). The head collapses
+ * the streams once more with pre only.
+ *
+ * Dimension letters: n tokens, hc streams, D hidden, M = (2 + hc) * hc mixes. */
+#ifndef LT_MHC_H
+#define LT_MHC_H
+
+#include "ops.h"
+#include "weights.h"
+
+/* One site's parameters (layers.L.hc_attn_* or hc_ffn_*). */
+typedef struct {
+    lt_weight fn;   /* F32 [M, hc*D] */
+    lt_vec base;    /* F32 [M] */
+    lt_vec scale;   /* F32 [3]: pre, post, comb */
+} lt_mhc_site;
+
+/* The head's parameters (hc_head_*). */
+typedef struct {
+    lt_weight fn;   /* F32 [hc, hc*D] */
+    lt_vec base;    /* F32 [hc] */
+    lt_vec scale;   /* F32 [1] */
+} lt_mhc_head;
+
+/* The mixes of one token from its raw projections m[M] (already multiplied
+ * by the RMS factor): pre = sigmoid + eps, post = 2 sigmoid, comb = Sinkhorn
+ * of the row softmax (spec 3.3 steps 3-8). comb is row-major [j][k]. */
+void lt_mhc_split(const lt_mhc_site *w, const float *m, int hc, int sinkhorn_iters, float hc_eps,
+                  float *pre, float *post, float *comb);
+
+/* In-place Sinkhorn-Knopp on c[hc][hc] after the row softmax: +eps, column
+ * normalise, then (row, column) x (iters - 1), each divided by sum + eps. */
+void lt_mhc_sinkhorn(float *c, int hc, int iters, float eps);
+
+/* x[D] = sum_i pre[i] * X[i] */
+void lt_mhc_collapse(const float *X, const float *pre, int hc, int64_t D, float *x);
+
+/* X[k] <- post[k] * out + sum_j comb[j][k] * X[j] (the sum runs over the
+ * first index), in place; tmp holds hc*D floats. */
+void lt_mhc_expand(float *X, const float *out, const float *post, const float *comb, int hc, int64_t D,
+                   float *tmp);
+
+/* The site's pre/post/comb for n tokens X[n, hc, D]: mix receives the raw
+ * projections [n, M]; pre, post [n, hc] and comb [n, hc, hc] the mixes. */
+void lt_mhc_site_mixes(const lt_mhc_site *w, const float *X, int64_t n, int hc, int64_t D,
+                       int sinkhorn_iters, float hc_eps, float rms_eps,
+                       float *mix, float *pre, float *post, float *comb);
+
+/* The head collapse of n tokens (spec 3.3 "V4 head"): y[n, D]; mix [n, hc]
+ * is scratch. */
+void lt_mhc_head_collapse(const lt_mhc_head *w, const float *X, int64_t n, int hc, int64_t D,
+                          float hc_eps, float rms_eps, float *mix, float *y);
+
+#endif

@@ -1,0 +1,107 @@
+/* Mixture of experts (spec 4.4, 5.2): sqrt-softplus gate, hash or biased top-k
+ * routing, clamped SwiGLU experts and the shared expert. */
+#include "moe.h"
+#include "util.h"
+
+#include <math.h>
+#include <string.h>
+
+/* the k best of score + bias (ties to the lower expert id) */
+static void top_experts(const float *score, const lt_vec *bias, int64_t E, int k, int32_t *sel) {
+    for (int j = 0; j < k; j++) {
+        int32_t best = -1;
+        float best_v = -INFINITY;
+        for (int32_t e = 0; e < (int32_t)E; e++) {
+            int taken = 0;
+            for (int i = 0; i < j; i++) taken |= sel[i] == e;
+            float v = score[e] + lt_vec_at(bias, e);
+            if (!taken && (best < 0 || v > best_v)) { best = e; best_v = v; }
+        }
+        sel[j] = best;
+    }
+}
+
+void lt_moe_route(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_moe_scratch *s, const float *h,
+                  const int32_t *tokens, int64_t n) {
+    int64_t E = cfg->n_routed_experts;
+    int k = cfg->n_experts_per_tok;
+    float temp = (float)cfg->gate_temp;
+    lt_num_linear(nm, &w->gate, h, n, s->logits, LT_LIN_F32);
+    for (int64_t t = 0; t < n; t++) {
+        float *score = s->logits + t * E;
+        int32_t *sel = s->sel + t * k;
+        float *wt = s->wt + t * k;
+        for (int64_t e = 0; e < E; e++) score[e] = sqrtf(lt_softplus(score[e] / temp));
+        if (w->hash)
+            for (int j = 0; j < k; j++) sel[j] = (int32_t)lt_vec_i64(&w->tid2eid, (int64_t)tokens[t] * k + j);
+        else
+            top_experts(score, &w->bias, E, k, sel);
+        float sum = 0;
+        for (int j = 0; j < k; j++) sum += wt[j] = score[sel[j]];
+        if (!lt_num_ref(nm)) sum += 1e-20f;
+        for (int j = 0; j < k; j++) wt[j] = wt[j] / sum * (float)cfg->routed_scaling_factor;
+    }
+}
+
+/* y[n, D] = w2 . bf16(wt * silu(min(w1 x, L)) * clamp(w3 x, -L, L)) for n
+ * rows x; wt (per row) may be NULL (shared expert) */
+static void expert_ffn(const lt_weight *w1, const lt_weight *w3, const lt_weight *w2, const lt_config *cfg,
+                       const lt_num *nm, lt_moe_scratch *s, const float *x, int64_t n, const float *wt, float *y) {
+    int64_t I = w1->rows;
+    float L = (float)cfg->swiglu_limit;
+    lt_num_linear(nm, w1, x, n, s->g1, LT_LIN_QUANT);
+    lt_num_linear(nm, w3, x, n, s->u, LT_LIN_QUANT);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < I; i++) {
+            float g = s->g1[t * I + i], u = s->u[t * I + i];
+            if (L > 0) {
+                g = g < L ? g : L;
+                u = u < -L ? -L : u > L ? L : u;
+            }
+            s->g1[t * I + i] = lt_silu(g) * u * (wt ? wt[t] : 1.0f);
+        }
+    lt_num_store(nm, s->g1, n * I);
+    lt_num_linear(nm, w2, s->g1, n, y, LT_LIN_QUANT);
+}
+
+/* s->order lists (token * k + slot) grouped by expert, s->count[e] the
+ * start of expert e's run (count[E] = n * k) */
+static void group_by_expert(const lt_config *cfg, lt_moe_scratch *s, int64_t n) {
+    int64_t E = cfg->n_routed_experts, nk = n * cfg->n_experts_per_tok;
+    memset(s->count, 0, (size_t)(E + 1) * sizeof *s->count);
+    for (int64_t i = 0; i < nk; i++) s->count[s->sel[i] + 1]++;
+    for (int64_t e = 0; e < E; e++) s->count[e + 1] += s->count[e];
+    for (int64_t i = 0; i < nk; i++) s->order[s->count[s->sel[i]]++] = (int32_t)i;
+    for (int64_t e = E; e > 0; e--) s->count[e] = s->count[e - 1]; /* the fill moved starts to ends */
+    s->count[0] = 0;
+}
+
+/* out += the routed experts' outputs, one expert at a time over its tokens
+ * (in runs of at most n rows: the scratch holds n) */
+static void routed_experts(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_moe_scratch *s, const float *h,
+                           int64_t n, float *out) {
+    int64_t D = cfg->dim, E = cfg->n_routed_experts, k = cfg->n_experts_per_tok;
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t r0 = s->count[e]; r0 < s->count[e + 1]; r0 += n) {
+            int64_t m = LT_MIN_I64(n, s->count[e + 1] - r0);
+            for (int64_t i = 0; i < m; i++) {
+                int32_t ts = s->order[r0 + i];
+                memcpy(s->xg + i * D, h + (ts / k) * D, (size_t)D * sizeof *h);
+                s->wg[i] = s->wt[ts];
+            }
+            expert_ffn(&w->w1[e], &w->w3[e], &w->w2[e], cfg, nm, s, s->xg, m, s->wg, s->yg);
+            for (int64_t i = 0; i < m; i++) {
+                float *o = out + (s->order[r0 + i] / k) * D;
+                for (int64_t d = 0; d < D; d++) o[d] += s->yg[i * D + d];
+            }
+        }
+}
+
+void lt_moe_forward(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_moe_scratch *s, const float *h,
+                    const int32_t *tokens, int64_t n, float *out) {
+    lt_moe_route(w, cfg, nm, s, h, tokens, n);
+    group_by_expert(cfg, s, n);
+    expert_ffn(&w->sw1, &w->sw3, &w->sw2, cfg, nm, s, h, n, NULL, out);
+    routed_experts(w, cfg, nm, s, h, n, out);
+    lt_num_store(nm, out, n * cfg->dim);
+}

@@ -1,0 +1,59 @@
+/* Rounding points of the REFERENCE numeric mode (spec 3.4-3.6). */
+#include "numerics.h"
+#include "linear.h"
+#include "ops.h"
+#include "quant.h"
+
+#include <math.h>
+
+/* the activation block a product quantises with: the reference's act_quant
+ * before fp8_gemm / fp4_gemm, in REFERENCE mode only; 0 = none */
+static int act_block(const lt_num *nm, const lt_weight *W, lt_lin_kind kind) {
+    int quantised = W->type == LT_W_FP8 || W->type == LT_W_FP4;
+    return lt_num_ref(nm) && kind == LT_LIN_QUANT && quantised ? nm->act_block : 0;
+}
+
+void lt_num_linear(const lt_num *nm, const lt_weight *W, const float *X, int64_t n, float *Y, lt_lin_kind kind) {
+    lt_num_linear_rows(nm, W, X, n, Y, W->rows, 0, W->rows, kind);
+}
+
+void lt_num_linear_rows(const lt_num *nm, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                        int64_t r0, int64_t r1, lt_lin_kind kind) {
+    lt_linear_rows(W, X, n, Y, ldy, r0, r1, act_block(nm, W, kind));
+    if (kind == LT_LIN_F32 || !lt_num_ref(nm)) return;
+    for (int64_t t = 0; t < n; t++) lt_round_bf16_n(Y + t * ldy + r0, r1 - r0);
+}
+
+void lt_num_store(const lt_num *nm, float *x, int64_t n) {
+    if (lt_num_ref(nm)) lt_round_bf16_n(x, n);
+}
+
+/* whether a round trip over rows of `width` in blocks of `block` happens */
+static int qat_applies(const lt_num *nm, int64_t width, int block) {
+    return nm->qat ? width % block == 0 : lt_num_ref(nm);
+}
+
+void lt_num_qat_fp8(const lt_num *nm, float *x, int64_t n, int64_t stride, int64_t width, int block) {
+    if (!qat_applies(nm, width, block)) return;
+    for (int64_t t = 0; t < n; t++) lt_fake_quant_fp8(x + t * stride, width, block);
+}
+
+void lt_num_qat_fp4(const lt_num *nm, float *x, int64_t n, int64_t stride) {
+    if (!qat_applies(nm, stride, 32)) return;
+    for (int64_t t = 0; t < n; t++) lt_fake_quant_fp4(x + t * stride, stride, 32);
+}
+
+/* one block: amax/6 rounded to E4M3 as the scale (not a power of two), then
+ * the e2m1 grid (RNE, saturating at +-6) */
+static void fake_quant_fp4_e4m3(float *x, int64_t n) {
+    float amax = 6.0f * 0x1p-9f;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float s = lt_fp8_e4m3_to_f32(lt_f32_to_fp8_e4m3(amax / 6.0f));
+    for (int64_t i = 0; i < n; i++) x[i] = lt_fp4_e2m1_to_f32(lt_f32_to_fp4_e2m1(x[i] / s)) * s;
+}
+
+void lt_num_qat_fp4_e4m3(const lt_num *nm, float *x, int64_t n, int64_t stride, int block) {
+    if (!qat_applies(nm, stride, block)) return;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t b = 0; b < stride; b += block) fake_quant_fp4_e4m3(x + t * stride + b, block);
+}

@@ -1,0 +1,432 @@
+/* Every SIMD kernel table against the scalar reference (style item 5): random
+ * shapes with ragged tails, FP8 blocks of 128 and 32, n = 1 (matrix-vector)
+ * and n > 1 (packed panels, including more than one activation slice), row
+ * sub-ranges, and the fused FP8 activation quantisation.
+ *
+ * Tolerances: the SIMD tables sum in vector lanes with fused multiply-adds
+ * and apply block scales per weight in prefill, so a product may differ from
+ * ref by rounding only: |simd - ref| <= 1e-5 * sum_c |w_rc x_c| (a K = 400
+ * fp32 dot has a typical relative error near 1e-6). Single products (one-hot
+ * activations) and the activation quantiser itself must be bit-identical. */
+#include "kernels.h"
+#include "linear.h"
+#include "quant.h"
+#include "test.h"
+#include "threads.h"
+#include "weights.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SENTINEL 7.0f
+
+typedef struct { uint64_t s; } rng;
+
+static uint64_t rnext(rng *g) { /* splitmix64 */
+    uint64_t z = (g->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float runif(rng *g) { return (float)(rnext(g) >> 40) * 0x1p-23f - 1.0f; } /* [-1, 1) */
+
+/* a random weight of one format, owning its bytes */
+typedef struct {
+    lt_weight w;
+    uint8_t *data, *scale;
+} test_weight;
+
+static int64_t n_scales(const lt_weight *w) {
+    if (w->type == LT_W_FP8) return ((w->rows + w->block_r - 1) / w->block_r) * ((w->cols + w->block_c - 1) / w->block_c);
+    if (w->type == LT_W_FP4) return w->rows * (w->cols / 32);
+    return 0;
+}
+
+static int64_t data_bytes(const lt_weight *w) {
+    static const int num[LT_W_COUNT] = {[LT_W_F32] = 8, [LT_W_BF16] = 4, [LT_W_FP8] = 2, [LT_W_FP4] = 1};
+    return w->rows * w->cols * num[w->type] / 2;
+}
+
+static test_weight make_weight(rng *g, lt_wtype t, int64_t rows, int64_t cols, int block_r, int block_c) {
+    test_weight tw = {.w = {.type = t, .rows = rows, .cols = cols, .block_r = block_r, .block_c = block_c,
+                            .name = "test"}};
+    int64_t nb = data_bytes(&tw.w), ns = n_scales(&tw.w);
+    tw.data = malloc((size_t)nb);
+    tw.scale = ns ? malloc((size_t)ns) : NULL;
+    if (t == LT_W_F32)
+        for (int64_t i = 0; i < rows * cols; i++) ((float *)(void *)tw.data)[i] = runif(g);
+    else if (t == LT_W_BF16)
+        for (int64_t i = 0; i < rows * cols; i++) ((uint16_t *)(void *)tw.data)[i] = lt_f32_to_bf16(runif(g));
+    else
+        for (int64_t i = 0; i < nb; i++) {
+            uint8_t b = (uint8_t)rnext(g);
+            if (t == LT_W_FP8 && (b & 0x7F) == 0x7F) b ^= 1; /* no NaN codes (see kernels_simd.h) */
+            tw.data[i] = b;
+        }
+    for (int64_t i = 0; i < ns; i++) tw.scale[i] = (uint8_t)(118 + rnext(g) % 14); /* 2^-9 .. 2^4 */
+    tw.w.data = tw.data;
+    tw.w.scale = tw.scale;
+    return tw;
+}
+
+static void free_weight(test_weight *tw) {
+    free(tw->data);
+    free(tw->scale);
+}
+
+static const char *type_name(lt_wtype t) {
+    static const char *names[LT_W_COUNT] = {"f32", "bf16", "fp8", "fp4"};
+    return names[t];
+}
+
+/* Every table in tables[] against ref on rows r0..r1 of X[n, cols] Wᵀ, with
+ * the activations FP8-quantised in blocks of act_block when it is not 0. The
+ * expectation is ref's plain product on a quantised copy of X, which equals
+ * ref's matmul_actq bit for bit (ref_actq_is_quantised_product) and is much
+ * cheaper. Returns 0 on a mismatch. */
+static int check_matmul(const lt_kernels **tables, int n_tables, const lt_weight *W, rng *g, int64_t n, int64_t r0,
+                        int64_t r1, int act_block) {
+    int64_t cols = W->cols, ldy = W->rows + 3;
+    float *X = malloc(sizeof(float) * (size_t)(n * cols)), *Xq = malloc(sizeof(float) * (size_t)(n * cols));
+    float *row = malloc(sizeof(float) * (size_t)cols), *bound = malloc(sizeof(float) * (size_t)(n * ldy));
+    float *Yr = malloc(sizeof(float) * (size_t)(n * ldy)), *Ys = malloc(sizeof(float) * (size_t)(n * ldy));
+    float mag = act_block ? 40.0f : 1.0f; /* push activations through several quantisation scales */
+    for (int64_t i = 0; i < n * cols; i++) X[i] = Xq[i] = runif(g) * mag * (rnext(g) % 8 == 0 ? 0.01f : 1.0f);
+    if (act_block)
+        for (int64_t t = 0; t < n; t++) lt_fake_quant_fp8(Xq + t * cols, cols, act_block);
+    for (int64_t i = 0; i < n * ldy; i++) Yr[i] = SENTINEL;
+    lt_kernels_ref.matmul[W->type](W, Xq, n, Yr, ldy, r0, r1);
+    for (int64_t r = r0; r < r1; r++) { /* sum |w x| */
+        lt_weight_row(W, r, row);
+        for (int64_t t = 0; t < n; t++) {
+            double b = 0.0;
+            for (int64_t c = 0; c < cols; c++) b += fabs((double)row[c] * Xq[t * cols + c]);
+            bound[t * ldy + r] = (float)(1e-5 * b);
+        }
+    }
+    int ok = 1;
+    for (int ti = 0; ti < n_tables && ok; ti++) {
+        const lt_kernels *k = tables[ti];
+        for (int64_t i = 0; i < n * ldy; i++) Ys[i] = SENTINEL;
+        if (act_block) k->matmul_actq[W->type](W, X, n, Ys, ldy, r0, r1, act_block);
+        else k->matmul[W->type](W, X, n, Ys, ldy, r0, r1);
+        for (int64_t t = 0; t < n && ok; t++)
+            for (int64_t r = 0; r < ldy && ok; r++) {
+                float ref = Yr[t * ldy + r], got = Ys[t * ldy + r];
+                if (r < r0 || r >= r1) {
+                    ok = got == SENTINEL;
+                    CHECKF(ok, "%s %s: wrote outside rows [%lld, %lld): Y[%lld][%lld] = %g", k->name,
+                           type_name(W->type), (long long)r0, (long long)r1, (long long)t, (long long)r, got);
+                    continue;
+                }
+                ok = fabsf(got - ref) <= bound[t * ldy + r] + 1e-30f;
+                CHECKF(ok, "%s %s [%lld x %lld] block %d/%d n=%lld act_block=%d: Y[%lld][%lld] = %.9g, ref %.9g "
+                       "(bound %g)", k->name, type_name(W->type), (long long)W->rows, (long long)cols, W->block_r,
+                       W->block_c, (long long)n, act_block, (long long)t, (long long)r, got, ref,
+                       bound[t * ldy + r]);
+            }
+    }
+    free(X);
+    free(Xq);
+    free(row);
+    free(bound);
+    free(Yr);
+    free(Ys);
+    return ok;
+}
+
+/* the SIMD tables this machine can run (ref excluded) */
+static int simd_tables(const lt_kernels **out) {
+    static const lt_kernels *all[] = {
+#if defined(__x86_64__)
+        &lt_kernels_avx512_vnni, &lt_kernels_avx512, &lt_kernels_avx2,
+#elif defined(__aarch64__)
+        &lt_kernels_neon,
+#endif
+    };
+    int n = 0;
+    for (const char *const *name = lt_kernels_available(); *name; name++)
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (!strcmp(*name, all[i]->name)) out[n++] = all[i];
+    return n;
+}
+
+static const struct {
+    lt_wtype t;
+    int64_t rows, cols;
+    int block_r, block_c;
+} shapes[] = {
+    {LT_W_FP8, 70, 200, 128, 128}, /* ragged last block (72 columns) */
+    {LT_W_FP8, 33, 384, 128, 128},
+    {LT_W_FP8, 5, 257, 128, 128},  /* a 1-column block */
+    {LT_W_FP8, 45, 100, 32, 32},
+    {LT_W_FP8, 131, 64, 32, 32},   /* rows span several row blocks and a partial panel */
+    {LT_W_FP4, 70, 96, 1, 32},
+    {LT_W_FP4, 37, 320, 1, 32},
+    {LT_W_FP4, 3, 32, 1, 32},
+    {LT_W_BF16, 41, 77, 0, 0},
+    {LT_W_BF16, 64, 256, 0, 0},
+    {LT_W_F32, 19, 45, 0, 0},
+    {LT_W_F32, 66, 300, 0, 0},
+};
+
+LT_TEST(kernels, matmul_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {1};
+    static const int64_t batch[] = {1, 2, 7, 13};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        test_weight tw = make_weight(&g, shapes[s].t, shapes[s].rows, shapes[s].cols, shapes[s].block_r,
+                                     shapes[s].block_c);
+        int ok = 1;
+        for (size_t b = 0; b < sizeof batch / sizeof batch[0] && ok; b++)
+            ok = check_matmul(tables, nt, &tw.w, &g, batch[b], 0, tw.w.rows, 0);
+        if (ok && s % 4 == 0) /* more than one activation slice of 128 */
+            ok = check_matmul(tables, nt, &tw.w, &g, 131, 0, tw.w.rows, 0);
+        if (ok && tw.w.rows > 5) { /* a row sub-range, both paths */
+            ok = check_matmul(tables, nt, &tw.w, &g, 1, 3, tw.w.rows - 2, 0);
+            if (ok) check_matmul(tables, nt, &tw.w, &g, 9, 3, tw.w.rows - 2, 0);
+        }
+        free_weight(&tw);
+    }
+}
+
+LT_TEST(kernels, matmul_actq_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {2};
+    static const int act_blocks[] = {128, 32};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        test_weight tw = make_weight(&g, shapes[s].t, shapes[s].rows, shapes[s].cols, shapes[s].block_r,
+                                     shapes[s].block_c);
+        int ok = 1;
+        for (size_t a = 0; a < sizeof act_blocks / sizeof act_blocks[0] && ok; a++) {
+            ok = check_matmul(tables, nt, &tw.w, &g, 1, 0, tw.w.rows, act_blocks[a]);
+            if (ok) ok = check_matmul(tables, nt, &tw.w, &g, 13, 0, tw.w.rows, act_blocks[a]);
+        }
+        if (ok) ok = check_matmul(tables, nt, &tw.w, &g, 5, 0, tw.w.rows, 64); /* a third block size */
+        if (ok && s % 4 == 1) check_matmul(tables, nt, &tw.w, &g, 131, 0, tw.w.rows, 128);
+        free_weight(&tw);
+    }
+}
+
+/* ref's fused quantisation is the plain product on lt_fake_quant_fp8'd rows */
+LT_TEST(kernels, ref_actq_is_quantised_product) {
+    rng g = {5};
+    enum { N = 3 };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        test_weight tw = make_weight(&g, shapes[s].t, shapes[s].rows, shapes[s].cols, shapes[s].block_r,
+                                     shapes[s].block_c);
+        int64_t cols = tw.w.cols, rows = tw.w.rows;
+        float *X = malloc(sizeof(float) * (size_t)(N * cols)), *Xq = malloc(sizeof(float) * (size_t)(N * cols));
+        float *Ya = malloc(sizeof(float) * (size_t)(N * rows)), *Yb = malloc(sizeof(float) * (size_t)(N * rows));
+        for (int64_t i = 0; i < N * cols; i++) X[i] = Xq[i] = runif(&g) * 30.0f;
+        for (int t = 0; t < N; t++) lt_fake_quant_fp8(Xq + t * cols, cols, 32);
+        lt_kernels_ref.matmul_actq[tw.w.type](&tw.w, X, N, Ya, rows, 0, rows, 32);
+        lt_kernels_ref.matmul[tw.w.type](&tw.w, Xq, N, Yb, rows, 0, rows);
+        CHECKF(!memcmp(Ya, Yb, sizeof(float) * (size_t)(N * rows)), "%s [%lld x %lld]", type_name(tw.w.type),
+               (long long)rows, (long long)cols);
+        free(X);
+        free(Xq);
+        free(Ya);
+        free(Yb);
+        free_weight(&tw);
+    }
+}
+
+/* one-hot activations pick single weights: decoding and scaling must be exact */
+LT_TEST(kernels, decode_exact) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {3};
+    static const struct { lt_wtype t; int64_t cols; int block_r, block_c; } fmts[] = {
+        {LT_W_FP8, 256, 128, 128}, {LT_W_FP8, 96, 32, 32}, {LT_W_FP4, 64, 1, 32}, {LT_W_BF16, 40, 0, 0},
+    };
+    for (int ti = 0; ti < nt; ti++)
+        for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+            test_weight tw = make_weight(&g, fmts[f].t, 3, fmts[f].cols, fmts[f].block_r, fmts[f].block_c);
+            if (fmts[f].t == LT_W_FP8) /* every finite code in row 0 */
+                for (int64_t c = 0; c < fmts[f].cols; c++) tw.data[c] = (c & 0x7F) == 0x7F ? 0 : (uint8_t)c;
+            if (fmts[f].t == LT_W_FP4)
+                for (int64_t c = 0; c < fmts[f].cols / 2; c++) tw.data[c] = (uint8_t)(c * 0x21);
+            int64_t cols = fmts[f].cols;
+            float X[2 * 256], Yr[2 * 3], Ys[2 * 3];
+            for (int64_t k = 0; k + 1 < cols; k++) {
+                memset(X, 0, sizeof X);
+                X[k] = 1.0f;            /* n = 1 reads column k */
+                X[cols + k + 1] = 1.0f; /* n = 2: the second row reads column k + 1 */
+                for (int64_t n = 1; n <= 2; n++) {
+                    lt_kernels_ref.matmul[tw.w.type](&tw.w, X, n, Yr, 3, 0, 3);
+                    tables[ti]->matmul[tw.w.type](&tw.w, X, n, Ys, 3, 0, 3);
+                    for (int i = 0; i < 3 * n; i++)
+                        CHECKF(Ys[i] == Yr[i], "%s %s column %lld n=%lld: %.9g != ref %.9g", tables[ti]->name,
+                               type_name(tw.w.type), (long long)k, (long long)n, Ys[i], Yr[i]);
+                }
+            }
+            free_weight(&tw);
+        }
+}
+
+/* the fused activation quantiser is the reference's, bit for bit, ties included */
+LT_TEST(kernels, fake_quant_fp8_bit_exact) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {4};
+    enum { N = 1000 };
+    float *x = malloc(N * sizeof(float)), *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = runif(&g) * ldexpf(1.0f, (int)(rnext(&g) % 40) - 25);
+    x[3] = 0.0f, x[4] = -0.0f, x[5] = 1e-30f;
+    /* a block of ties: 448 makes the scale 1, then midpoints between
+     * neighbouring e4m3 values (normal and subnormal), both signs */
+    x[128] = 448.0f;
+    for (int i = 1; i < 128; i++) {
+        int code = 1 + (i * 7) % 120;
+        float mid = 0.5f * (lt_fp8_e4m3_to_f32((uint8_t)code) + lt_fp8_e4m3_to_f32((uint8_t)(code + 1)));
+        x[128 + i] = i & 1 ? mid : -mid;
+    }
+    static const int blocks[] = {128, 32, 7};
+    for (int ti = 0; ti < nt; ti++)
+        for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
+            memcpy(a, x, N * sizeof(float));
+            memcpy(b, x, N * sizeof(float));
+            lt_kernels_ref.fake_quant_fp8(a, N, blocks[bi]);
+            tables[ti]->fake_quant_fp8(b, N, blocks[bi]);
+            for (int i = 0; i < N; i++)
+                CHECKF(!memcmp(&a[i], &b[i], sizeof(float)), "%s block %d: x[%d] = %.9g -> %.9g, ref %.9g",
+                       tables[ti]->name, blocks[bi], i, x[i], b[i], a[i]);
+        }
+    free(x);
+    free(a);
+    free(b);
+}
+
+LT_TEST(kernels, init_and_names) {
+    const char *const *names = lt_kernels_available();
+    CHECK(names[0] != NULL);
+    int has_ref = 0;
+    for (const char *const *p = names; *p; p++) has_ref |= !strcmp(*p, "ref");
+    CHECK(has_ref);
+    CHECK(!lt_kernels_init("no-such-table"));
+    CHECK(lt_kernels_init("ref"));
+    CHECK(!strcmp(lt_kern()->name, "ref"));
+    CHECK(lt_kernels_init(NULL)); /* back to the best */
+    CHECK(!strcmp(lt_kern()->name, names[0]));
+}
+
+/* one query's attention from the three kernel steps, whole ranges */
+static void attn_compose(const lt_kernels *k, const float *q, int64_t nh, int64_t d, const float *const *rows,
+                         int64_t n, const float *sink, float scale, int p_bf16, float *p, float *o) {
+    k->attn_scores(q, nh, d, rows, 0, n, scale, p, n);
+    for (int64_t h = 0; h < nh && n; h++) k->attn_softmax(p + h * n, n, sink ? sink[h] : 0.0f, sink != NULL, p_bf16);
+    k->attn_mix(p, nh, n, rows, n, d, 0, d, o);
+}
+
+/* attention over gathered rows: SIMD against ref. o is a convex mix of rows,
+ * so errors are measured against max |row value|: 1e-5 of it (summation order
+ * and the polynomial exp); with p rounded to bf16 a p near a rounding
+ * boundary may round the other way, moving o by up to 2^-8 of max |v|. The
+ * threaded lt_attention_rows must equal the steps run whole, bit for bit. */
+LT_TEST(kernels, attention_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {6};
+    enum { POOL = 400 };
+    static const struct { int64_t nh, d, n_rows; int sink, p_bf16; } cases[] = {
+        {13, 200, 33, 1, 0}, {64, 512, 300, 1, 0}, {5, 64, 1, 0, 0}, {12, 512, 0, 1, 0},
+        {16, 96, 129, 1, 0}, {7, 512, 40, 1, 1},
+    };
+    float *pool = malloc(sizeof(float) * POOL * 512);
+    for (int64_t i = 0; i < POOL * 512; i++) pool[i] = runif(&g);
+    lt_error err;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int64_t nh = cases[ci].nh, d = cases[ci].d, n = cases[ci].n_rows, np = nh * (n ? n : 1);
+        const float **rows = malloc(sizeof *rows * (size_t)(n ? n : 1));
+        float *q = malloc(sizeof(float) * (size_t)(nh * d)), *sink = malloc(sizeof(float) * (size_t)nh);
+        float *pr = malloc(sizeof(float) * (size_t)np), *ps = malloc(sizeof(float) * (size_t)np);
+        float *or_ = malloc(sizeof(float) * (size_t)(nh * d)), *os = malloc(sizeof(float) * (size_t)(nh * d));
+        float *ot = malloc(sizeof(float) * (size_t)(nh * d));
+        for (int64_t j = 0; j < n; j++) rows[j] = pool + (int64_t)(rnext(&g) % POOL) * 512; /* gathered, any order */
+        for (int64_t i = 0; i < nh * d; i++) q[i] = runif(&g) * 3.0f;
+        for (int64_t h = 0; h < nh; h++) sink[h] = runif(&g) * 2.0f;
+        float scale = 1.0f / sqrtf((float)d), tol = cases[ci].p_bf16 ? 4e-3f : 1e-5f;
+        const float *sk = cases[ci].sink ? sink : NULL;
+        attn_compose(&lt_kernels_ref, q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, pr, or_);
+        for (int ti = 0; ti < nt; ti++) {
+            memset(os, 0xFF, sizeof(float) * (size_t)(nh * d)); /* NaN: every output must be written */
+            attn_compose(tables[ti], q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, ps, os);
+            int bad = 0;
+            for (int64_t i = 0; i < nh * d && !bad; i++) {
+                bad = !(fabsf(os[i] - or_[i]) <= tol);
+                CHECKF(!bad, "%s heads %lld d %lld rows %lld: o[%lld] = %.8g, ref %.8g", tables[ti]->name,
+                       (long long)nh, (long long)d, (long long)n, (long long)i, os[i], or_[i]);
+            }
+            for (int64_t i = 0; i < nh * n && !bad; i++) {
+                bad = !(fabsf(ps[i] - pr[i]) <= 1e-5f);
+                CHECKF(!bad, "%s rows %lld: p[%lld] = %.8g, ref %.8g", tables[ti]->name, (long long)n, (long long)i,
+                       ps[i], pr[i]);
+            }
+        }
+        attn_compose(lt_kern(), q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, ps, os);
+        for (int threads = 1; threads <= 3; threads += 2) {
+            CHECK(lt_threads_set(threads, &err) == LT_OK);
+            memset(ot, 0xFF, sizeof(float) * (size_t)(nh * d));
+            lt_attention_rows(q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, pr, ot);
+            CHECKF(!memcmp(os, ot, sizeof(float) * (size_t)(nh * d)), "lt_attention_rows at %d threads, rows %lld",
+                   threads, (long long)n);
+        }
+        free(rows), free(q), free(sink), free(pr), free(ps), free(or_), free(os), free(ot);
+    }
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+    free(pool);
+}
+
+/* indexer scores: SIMD against ref within 1e-5 of sum_h |wt_h| sum_c |q_hc
+ * k_jc|, FP4 x FP4 on int8 dot products bit for bit (avx512-vnni); keys
+ * outside [j0, j1) are not written; lt_index_scores equals one whole call */
+LT_TEST(kernels, index_score_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {7};
+    static const struct { lt_wtype tk, tq; int64_t n_keys, nh, j0, j1; } cases[] = {
+        {LT_W_FP4, LT_W_FP4, 100, 64, 0, 100}, {LT_W_FP4, LT_W_FP4, 70, 7, 3, 68}, {LT_W_FP4, LT_W_F32, 45, 64, 0, 45},
+        {LT_W_F32, LT_W_F32, 45, 64, 0, 45},   {LT_W_F32, LT_W_F32, 33, 13, 1, 32},
+    };
+    enum { DI = 128 };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int64_t n = cases[ci].n_keys, nh = cases[ci].nh;
+        test_weight K = make_weight(&g, cases[ci].tk, n, DI, 1, 32), Q = make_weight(&g, cases[ci].tq, nh, DI, 1, 32);
+        float *wt = malloc(sizeof(float) * (size_t)nh), *q = malloc(sizeof(float) * (size_t)(nh * DI));
+        float *sr = malloc(sizeof(float) * (size_t)n), *ss = malloc(sizeof(float) * (size_t)n), key[DI];
+        for (int64_t h = 0; h < nh; h++) wt[h] = runif(&g), lt_weight_row(&Q.w, h, q + h * DI);
+        lt_kernels_ref.index_score(&K.w, &Q.w, wt, cases[ci].j0, cases[ci].j1, sr);
+        int exact_fp4 = cases[ci].tk == LT_W_FP4 && cases[ci].tq == LT_W_FP4;
+        for (int ti = 0; ti < nt; ti++) {
+            int exact = exact_fp4 && !strcmp(tables[ti]->name, "avx512-vnni");
+            for (int64_t j = 0; j < n; j++) ss[j] = SENTINEL;
+            tables[ti]->index_score(&K.w, &Q.w, wt, cases[ci].j0, cases[ci].j1, ss);
+            for (int64_t j = 0; j < n; j++) {
+                if (j < cases[ci].j0 || j >= cases[ci].j1) {
+                    CHECKF(ss[j] == SENTINEL, "%s wrote key %lld outside the range", tables[ti]->name, (long long)j);
+                    continue;
+                }
+                lt_weight_row(&K.w, j, key);
+                double bound = 0.0;
+                for (int64_t h = 0; h < nh; h++)
+                    for (int64_t c = 0; c < DI; c++) bound += fabs((double)wt[h] * q[h * DI + c] * key[c]);
+                CHECKF(exact ? ss[j] == sr[j] : fabs((double)ss[j] - sr[j]) <= 1e-5 * bound,
+                       "%s %s keys, %s queries, key %lld: %.9g, ref %.9g", tables[ti]->name, type_name(K.w.type),
+                       type_name(Q.w.type), (long long)j, ss[j], sr[j]);
+            }
+        }
+        if (cases[ci].j0 == 0 && cases[ci].j1 == n) { /* the threaded form, bit for bit */
+            lt_kern()->index_score(&K.w, &Q.w, wt, 0, n, sr);
+            lt_index_scores(&K.w, &Q.w, wt, n, ss);
+            CHECK(!memcmp(sr, ss, sizeof(float) * (size_t)n));
+        }
+        free(wt), free(q), free(sr), free(ss);
+        free_weight(&K);
+        free_weight(&Q);
+    }
+}

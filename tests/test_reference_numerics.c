@@ -1,0 +1,281 @@
+/* Lantern's REFERENCE numerics against an oracle of the same numerics.
+ *
+ * tests/fixtures/<name>/oracle.safetensors carries, next to the fp32 HF
+ * tensors, the output of tools/oracle/ref_v4.py reference_forward: the
+ * official inference code's rounding points (bf16 activations, FP8 e4m3
+ * activation quantisation with pow-2 scales, bf16 linear outputs, the QAT
+ * round trips of window and compressed KV, Hadamard + FP4 in the indexer, the
+ * bf16 index scores, the bf16 q rescale, sparse_attn's bf16 exp(s - max)
+ * before P.V, fp32 gate / compressor / head). Two sets:
+ *   *_reference          the official rounding points (the oracle)
+ *   *_reference_lantern  the same except the four places where Lantern
+ *                        rounds differently today (tests/fixtures/README.md,
+ *                        "where Lantern differs"); a diagnostic that
+ *                        isolates those, so that every other point is
+ *                        checked bit for bit
+ * Each set has logits [T, V], router.L.experts/weights, indexer.L.topk and
+ * the residual after block 0 (the official set: after every block).
+ *
+ * Why the strong checks prove the rounding points and are not "closeness":
+ * the fixtures have random weights whose routing / indexer margins (~1e-3)
+ * are below one bf16 ulp of the activations, so after the first decision
+ * flips, any difference grows to O(1) in the logits; top-1 agreement is
+ * therefore NOT what discriminates (a correct implementation measures
+ * 88-100%, a broken point 61-93%). Two quantities are decisive:
+ *  - the residual after block 0, before any routing or indexer decision can
+ *    differ: measured bit-equal at 99.76-99.99% of its elements (the rest
+ *    are one-ulp bf16 flips from fp32-level differences: summation order of
+ *    the kernel table, libm; e.g. pro: 72 elements of position 14 and one of
+ *    positions 47 and 75). Switching off one rounding point in ref_v4
+ *    leaves (oracle metadata `reference_lantern_sensitivity`, flash / pro):
+ *      bf16_store 0% / 0%, linear_out 3.5% / 3.9%, act_quant 2.1% / 1.8%,
+ *      qat_window_kv 2.2% / 2.6%, attn P unrounded 7.0% / 8.3%,
+ *      qat_compressed_kv - / 21.6% (flash block 0 is sliding-only)
+ *    and the official set itself (q rescale in bf16, P rounded unnormalised)
+ *    5.4% / 5.6%. Threshold LAYER0_BIT_EQUAL = 99%.
+ *  - the indexer rows of the first CSA block (the first decision that uses
+ *    the index q/k): measured 0-4 of 67 (flash) and 8 of 85 (pro); without
+ *    the Hadamard + FP4 round trip 16/67 and 18/85, every other broken
+ *    point >= 20. Threshold FIRST_CSA_ROWS = 15% of the rows.
+ * The bf16 rounding of the index scores changes no decision on these inputs
+ * (ref_v4: one indexer row of pro, block 4) and is not covered.
+ *
+ * Measured, C REFERENCE mode (this machine: avx512-vnni default table, and
+ * the scalar "ref" table):
+ *                      vs *_reference (official)        vs *_reference_lantern
+ *   flash  top-1       52/67 (77.6%) | 53/67 (79.1%)    67/67 (100%) | 61/67 (91.0%)
+ *          max|dlogit| 0.443 | 0.543 of max|logit|      0 | 0.405
+ *          routing     13/335 rows differ               0/335 | 7/335
+ *          indexer     50/134 | 51/134                  0/134 | 17/134
+ *          block 0     5.35% bit-equal                  99.99% | 99.81%
+ *   pro    top-1       58/85 (68.2%) | 63/85 (74.1%)    75/85 (88.2%) both
+ *          max|dlogit| 0.407 both                       0.220 | 0.224
+ *          routing     35/425 | 34/425                  6/425 | 5/425
+ *          indexer     74/170 both                      35/170 both
+ *          block 0     5.57% bit-equal                  99.77% | 99.76%
+ * So against the official oracle Lantern is as far off as a broken rounding
+ * point would be: the target (>= 99% top-1) is not met, and the cause is the
+ * listed differences (the lantern set agrees bit for bit up to fp32 noise).
+ * Against the official set the test asserts only the sanity floor of
+ * test_forward (a broken scale or block gives ~1/V); when Lantern adopts the
+ * official rounding, set STRONG_SET to "" and the strong checks move there.
+ *
+ * Both kernel tables run: lt_kernels_init("ref") (left-to-right sums), then
+ * the default; the default is restored after each test. */
+#include "test.h"
+
+#include "kernels.h"
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Thresholds of the strong checks (see the file comment for the figures). */
+#define LAYER0_BIT_EQUAL 0.99  /* residual after block 0 bit-equal to the oracle's */
+#define FIRST_CSA_ROWS 0.15    /* rows of the first CSA layer whose indexer selection differs */
+#define TOP1_FLOOR 0.75        /* positions with the oracle's argmax: a sanity floor, not the
+                                  * discriminator (measured 88-100% here, broken points 61-93%) */
+/* Which oracle set the strong checks hold for: "_lantern" while Lantern keeps
+ * the rounding choices listed in tests/fixtures/README.md ("REFERENCE
+ * numerics: where Lantern differs"); "" once it adopts the official ones. */
+#define STRONG_SET "_lantern"
+
+typedef struct {
+    const lt_store *oracle;
+    const char *set;  /* "" (official) or "_lantern" */
+    int64_t T;
+    int n_layers;
+    int64_t router_rows, router_diff, indexer_rows, indexer_diff, missing;
+    float router_w;                      /* max |dweight| over rows with the same experts */
+    float hidden_rel[LT_MAX_LAYERS + 1];  /* hidden_reference.L (when present): max |dX| / max |X| */
+    int64_t hidden_same[LT_MAX_LAYERS + 1], hidden_n[LT_MAX_LAYERS + 1];  /* bit-equal elements */
+    int64_t layer_router_diff[LT_MAX_LAYERS + 1], layer_indexer_diff[LT_MAX_LAYERS + 1];
+} ref_tracer;
+
+static const lt_tensor *rows_of(ref_tracer *tr, const char *name, lt_dtype dt, int64_t width) {
+    const lt_tensor *t = lt_store_find(tr->oracle, name);
+    if (!t || t->dtype != dt || t->shape[0] != tr->T || lt_tensor_numel(t) != tr->T * width) {
+        tr->missing++;
+        return NULL;
+    }
+    return t;
+}
+
+static void on_router(ref_tracer *tr, const lt_trace_event *ev) {
+    char name[64];
+    snprintf(name, sizeof name, "router_reference%s.%d.experts", tr->set, ev->layer);
+    const lt_tensor *e = rows_of(tr, name, LT_DT_I64, ev->width);
+    snprintf(name, sizeof name, "router_reference%s.%d.weights", tr->set, ev->layer);
+    const lt_tensor *w = rows_of(tr, name, LT_DT_F32, ev->width);
+    if (!e || !w) return;
+    const int64_t *want = e->data;
+    const float *want_w = w->data;
+    int64_t k = ev->width;
+    for (int64_t t = 0; t < ev->n; t++) {
+        int same = 1;
+        for (int64_t j = 0; j < k; j++) {
+            int64_t i = 0, row = (ev->pos0 + t) * k;
+            while (i < k && ev->idx[t * k + i] != want[row + j]) i++;
+            if (i == k) same = 0;
+            else tr->router_w = fmaxf(tr->router_w, fabsf(ev->f[t * k + i] - want_w[row + j]));
+        }
+        tr->router_rows++;
+        tr->router_diff += !same;
+        tr->layer_router_diff[ev->layer] += !same;
+    }
+}
+
+static void on_indexer(ref_tracer *tr, const lt_trace_event *ev) {
+    char name[64];
+    snprintf(name, sizeof name, "indexer_reference%s.%d.topk", tr->set, ev->layer);
+    const lt_tensor *o = rows_of(tr, name, LT_DT_I64, ev->width);
+    if (!o) return;
+    const int64_t *want = o->data;
+    for (int64_t t = 0; t < ev->n; t++) {
+        int same = 1;
+        for (int64_t j = 0; j < ev->width; j++)
+            same &= (j < ev->count[t] ? ev->idx[t * ev->width + j] : -1) == want[(ev->pos0 + t) * ev->width + j];
+        tr->indexer_rows++;
+        tr->indexer_diff += !same;
+        tr->layer_indexer_diff[ev->layer] += !same;
+    }
+}
+
+static void on_hidden(ref_tracer *tr, const lt_trace_event *ev) {
+    char name[64];
+    snprintf(name, sizeof name, "hidden_reference%s.%d", tr->set, ev->layer);
+    const lt_tensor *o = lt_store_find(tr->oracle, name);
+    if (!o || o->dtype != LT_DT_F32 || lt_tensor_numel(o) != tr->T * ev->width) return;
+    const float *want = (const float *)o->data + ev->pos0 * ev->width;
+    float d = 0, scale = 0;
+    for (int64_t i = 0; i < ev->n * ev->width; i++) {
+        d = fmaxf(d, fabsf(ev->f[i] - want[i]));
+        scale = fmaxf(scale, fabsf(want[i]));
+        tr->hidden_same[ev->layer] += ev->f[i] == want[i];
+    }
+    tr->hidden_n[ev->layer] += ev->n * ev->width;
+    tr->hidden_rel[ev->layer] = fmaxf(tr->hidden_rel[ev->layer], d / (scale > 0 ? scale : 1));
+}
+
+static void on_event(void *ud, const lt_trace_event *ev) {
+    ref_tracer *tr = ud;
+    if (ev->layer >= tr->n_layers) return; /* the MTP block has no reference oracle */
+    if (ev->kind == LT_TRACE_HIDDEN) on_hidden(tr, ev);
+    else if (ev->kind == LT_TRACE_ROUTER) on_router(tr, ev);
+    else if (ev->kind == LT_TRACE_INDEXER) on_indexer(tr, ev);
+}
+
+static int64_t argmax(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++) best = x[i] > x[best] ? i : best;
+    return best;
+}
+
+typedef struct {
+    int64_t positions, top1;
+    float rel, abs;  /* worst position: max |dlogit| / max |logit|, and max |dlogit| */
+} logit_figures;
+
+static logit_figures compare_logits(const float *got, const float *want, int64_t T, int64_t V) {
+    logit_figures r = {.positions = T};
+    for (int64_t t = 0; t < T; t++) {
+        const float *g = got + t * V, *w = want + t * V;
+        float d = 0, scale = 0;
+        for (int64_t v = 0; v < V; v++) {
+            d = fmaxf(d, fabsf(g[v] - w[v]));
+            scale = fmaxf(scale, fabsf(w[v]));
+        }
+        r.abs = fmaxf(r.abs, d);
+        r.rel = fmaxf(r.rel, d / (scale > 0 ? scale : 1));
+        r.top1 += argmax(g, V) == argmax(w, V);
+    }
+    return r;
+}
+
+/* One traced REFERENCE forward of input_ids against the oracle set `set`;
+ * prints the figures, and applies the strong checks when strong. */
+static void check_set(const char *name, lt_model *m, const lt_store *oracle, const char *set, int strong) {
+    char lname[64];
+    lt_error err = {0};
+    snprintf(lname, sizeof lname, "logits_reference%s", set);
+    const lt_tensor *in = lt_store_find(oracle, "input_ids");
+    const lt_tensor *want = lt_store_find(oracle, lname);
+    int64_t T = in ? in->shape[0] : 0, V = lt_model_vocab_size(m);
+    CHECKF(in && in->dtype == LT_DT_I64 && want && want->dtype == LT_DT_F32 && lt_tensor_numel(want) == T * V,
+           "%s: the oracle lacks input_ids / %s F32 [T, V] (regenerate: sh tools/oracle/regen.sh)", name, lname);
+    if (!in || !want || want->dtype != LT_DT_F32 || lt_tensor_numel(want) != T * V) return;
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    float *logits = calloc((size_t)(T * V), sizeof *logits);
+    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)((const int64_t *)in->data)[t];
+    ref_tracer tr = {.oracle = oracle, .set = set, .T = T, .n_layers = lt_model_config(m)->n_layers};
+    lt_context *c = NULL;
+    CHECKF(lt_context_create(&c, m, T, &err) == LT_OK, "%s", err.msg);
+    if (c) {
+        lt_context_set_trace(c, on_event, &tr);
+        CHECKF(lt_context_eval_all(c, ids, T, logits, &err) == LT_OK, "%s", err.msg);
+        logit_figures f = compare_logits(logits, want->data, T, V);
+        int csa = -1;
+        for (int l = 0; l < tr.n_layers && csa < 0; l++)
+            if (lt_model_config(m)->compress_ratios[l] == 4) csa = l;
+        double eq0 = tr.hidden_n[0] ? (double)tr.hidden_same[0] / (double)tr.hidden_n[0] : 0;
+        printf("  %s, %s kernels, vs %s%s: top-1 %lld/%lld (%.1f%%), max |dlogit| %.3g = %.3g of max |logit|; "
+               "routing rows differ %lld/%lld (weights %.3g), indexer rows differ %lld/%lld\n", name,
+               lt_kern()->name, lname, strong ? " (strong checks)" : "", (long long)f.top1, (long long)T,
+               100.0 * f.top1 / T, f.abs, f.rel, (long long)tr.router_diff, (long long)tr.router_rows, tr.router_w,
+               (long long)tr.indexer_diff, (long long)tr.indexer_rows);
+        for (int l = 0; l < tr.n_layers; l++) {
+            printf("    block %d: routing rows differ %lld, indexer rows differ %lld", l,
+                   (long long)tr.layer_router_diff[l], (long long)tr.layer_indexer_diff[l]);
+            if (tr.hidden_n[l])
+                printf("; residual bit-equal %.2f%%, max |dX| / max |X| %.3g", 100.0 * tr.hidden_same[l] /
+                       tr.hidden_n[l], tr.hidden_rel[l]);
+            printf("\n");
+        }
+        CHECKF(tr.missing == 0 && tr.router_rows == T * tr.n_layers && tr.indexer_rows > 0 && tr.hidden_n[0] > 0 &&
+               csa >= 0, "%s: %lld %s tensors missing or mis-shaped; %lld routing and %lld indexer rows compared",
+               name, (long long)tr.missing, lname, (long long)tr.router_rows, (long long)tr.indexer_rows);
+        if (strong) {
+            CHECKF(eq0 >= LAYER0_BIT_EQUAL, "%s: %s: only %.2f%% of block 0's residual is bit-equal", name, lname,
+                   100 * eq0);
+            CHECKF(csa >= 0 && tr.layer_indexer_diff[csa] <= FIRST_CSA_ROWS * T, "%s: %s: %lld indexer rows of "
+                   "block %d differ", name, lname, (long long)(csa >= 0 ? tr.layer_indexer_diff[csa] : -1), csa);
+            CHECKF(f.top1 >= TOP1_FLOOR * T, "%s: %s: top-1 agrees at %lld of %lld positions", name, lname,
+                   (long long)f.top1, (long long)T);
+        } else {
+            /* the sanity floor of test_forward's reference check: a broken
+             * path (wrong scale or block) agrees at ~1/V */
+            CHECKF(f.top1 >= 0.5 * T, "%s: %s: top-1 agrees at %lld of %lld positions", name, lname,
+                   (long long)f.top1, (long long)T);
+        }
+    }
+    lt_context_free(c);
+    free(ids);
+    free(logits);
+}
+
+/* Both oracle sets with the kernel table `kern` (NULL: this machine's default). */
+static void check_reference(const char *name, const char *kern) {
+    char dir[256], path[300];
+    lt_error err = {0};
+    snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
+    snprintf(path, sizeof path, "%s/oracle.safetensors", dir);
+    CHECKF(lt_kernels_init(kern), "kernel table %s", kern ? kern : "(default)");
+    lt_model *m = NULL;
+    lt_store oracle = {0};
+    lt_model_params p = {.numerics = LT_NUMERICS_REFERENCE};
+    CHECKF(lt_model_open(&m, dir, &p, &err) == LT_OK, "%s: %s", name, err.msg);
+    CHECKF(lt_store_open_file(&oracle, path, &err) == LT_OK, "%s: %s", name, err.msg);
+    if (m && oracle.n_tensors > 0) {
+        check_set(name, m, &oracle, "", !strcmp(STRONG_SET, ""));
+        check_set(name, m, &oracle, "_lantern", !strcmp(STRONG_SET, "_lantern"));
+    }
+    lt_store_close(&oracle);
+    lt_model_close(m);
+    CHECK(lt_kernels_init(NULL)); /* the default table for the tests that follow */
+}
+
+LT_TEST(reference_numerics, flash_tiny_ref_kernels) { check_reference("v4-flash-tiny", "ref"); }
+LT_TEST(reference_numerics, pro_tiny_ref_kernels) { check_reference("v4-pro-tiny", "ref"); }
+LT_TEST(reference_numerics, flash_tiny_default_kernels) { check_reference("v4-flash-tiny", NULL); }
+LT_TEST(reference_numerics, pro_tiny_default_kernels) { check_reference("v4-pro-tiny", NULL); }

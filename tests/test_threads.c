@@ -1,0 +1,150 @@
+/* The thread pool (threads.h) and the threaded linear layer (linear.h):
+ * every item runs exactly once with a valid tid, nested and concurrent calls
+ * fall back to serial, resizing works, and lt_linear gives the same bits for
+ * any thread count (each output is computed by one tile in a fixed order). */
+#include "kernels.h"
+#include "linear.h"
+#include "test.h"
+#include "threads.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    atomic_int *hits;
+    atomic_int bad_tid;
+    int n_threads;
+} count_job;
+
+static void count_item(void *ctx, int64_t i, int tid) {
+    count_job *j = ctx;
+    atomic_fetch_add(&j->hits[i], 1);
+    if (tid < 0 || tid >= j->n_threads) atomic_fetch_add(&j->bad_tid, 1);
+}
+
+static void check_counts(int64_t n) {
+    count_job j = {calloc((size_t)(n ? n : 1), sizeof(atomic_int)), 0, lt_threads_count()};
+    lt_parallel_for(n, count_item, &j);
+    int wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += atomic_load(&j.hits[i]) != 1;
+    CHECKF(wrong == 0, "%d of %lld items did not run exactly once", wrong, (long long)n);
+    CHECK(atomic_load(&j.bad_tid) == 0);
+    free(j.hits);
+}
+
+LT_TEST(threads, every_item_once) {
+    lt_error err;
+    static const int sizes[] = {1, 2, 3, 8};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        CHECK(lt_threads_set(sizes[s], &err) == LT_OK);
+        CHECK(lt_threads_count() == sizes[s]);
+        check_counts(0);
+        check_counts(1);
+        check_counts(7);
+        check_counts(5000);
+    }
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+    CHECK(lt_threads_count() == lt_threads_physical_cores());
+}
+
+LT_TEST(threads, bad_count) {
+    lt_error err;
+    CHECK(lt_threads_set(-1, &err) == LT_ERR_ARG);
+    CHECK(lt_threads_set(LT_MAX_THREADS + 1, &err) == LT_ERR_ARG);
+    CHECK(lt_threads_physical_cores() >= 1);
+}
+
+/* an inner loop run from inside an item keeps the item's tid */
+typedef struct {
+    atomic_int total, mismatched;
+} nest_job;
+
+typedef struct {
+    nest_job *outer;
+    int tid;
+} inner_ctx;
+
+static void inner_item(void *ctx, int64_t i, int tid) {
+    inner_ctx *c = ctx;
+    (void)i;
+    atomic_fetch_add(&c->outer->total, 1);
+    if (tid != c->tid) atomic_fetch_add(&c->outer->mismatched, 1);
+}
+
+static void outer_item(void *ctx, int64_t i, int tid) {
+    (void)i;
+    inner_ctx c = {ctx, tid};
+    lt_parallel_for(10, inner_item, &c);
+}
+
+LT_TEST(threads, nested_runs_serially) {
+    lt_error err;
+    CHECK(lt_threads_set(3, &err) == LT_OK);
+    nest_job j = {0, 0};
+    lt_parallel_for(20, outer_item, &j);
+    CHECK(atomic_load(&j.total) == 200);
+    CHECK(atomic_load(&j.mismatched) == 0);
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+}
+
+/* two application threads share the pool: one runs on it, the other serially */
+static void *concurrent_caller(void *arg) {
+    (void)arg;
+    for (int rep = 0; rep < 50; rep++) check_counts(300);
+    return NULL;
+}
+
+LT_TEST(threads, concurrent_callers) {
+    lt_error err;
+    CHECK(lt_threads_set(2, &err) == LT_OK);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, concurrent_caller, NULL) == 0);
+    concurrent_caller(NULL);
+    pthread_join(th, NULL);
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+}
+
+/* lt_linear equals one kernel call over all rows, bit for bit, at any thread count */
+LT_TEST(threads, linear_thread_invariant) {
+    enum { ROWS = 130, COLS = 256, N = 300 }; /* N > one token tile */
+    uint8_t *w = malloc(ROWS * COLS), *s = malloc((ROWS + 127) / 128 * (COLS / 128));
+    float *X = malloc(sizeof(float) * N * COLS), *Y0 = malloc(sizeof(float) * N * ROWS);
+    float *Y1 = malloc(sizeof(float) * N * ROWS);
+    uint32_t v = 12345;
+    for (int i = 0; i < ROWS * COLS; i++) {
+        v = v * 1664525u + 1013904223u;
+        w[i] = (uint8_t)(v >> 24) & 0x7E; /* no NaN codes */
+    }
+    for (int i = 0; i < (ROWS + 127) / 128 * (COLS / 128); i++) s[i] = (uint8_t)(120 + i % 7);
+    for (int i = 0; i < N * COLS; i++) {
+        v = v * 1664525u + 1013904223u;
+        X[i] = (float)(v >> 8) * 0x1p-24f - 0.5f;
+    }
+    lt_weight W = {.type = LT_W_FP8, .data = w, .scale = s, .rows = ROWS, .cols = COLS, .block_r = 128,
+                   .block_c = 128, .name = "test"};
+    lt_error err;
+    static const int threads[] = {1, 2, 3};
+    static const int64_t ns[] = {1, 5, N};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (int q = 0; q <= 1; q++) {
+            int ab = q ? 128 : 0;
+            if (ab) lt_kern()->matmul_actq[LT_W_FP8](&W, X, ns[ni], Y0, ROWS, 0, ROWS, ab);
+            else lt_kern()->matmul[LT_W_FP8](&W, X, ns[ni], Y0, ROWS, 0, ROWS);
+            for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                CHECK(lt_threads_set(threads[ti], &err) == LT_OK);
+                memset(Y1, 0, sizeof(float) * N * ROWS);
+                if (ab) lt_linear_actq(&W, X, ns[ni], Y1, ab);
+                else lt_linear(&W, X, ns[ni], Y1);
+                CHECKF(!memcmp(Y0, Y1, sizeof(float) * (size_t)(ns[ni] * ROWS)),
+                       "lt_linear n=%lld act_block=%d differs at %d threads", (long long)ns[ni], ab, threads[ti]);
+            }
+        }
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+    free(w);
+    free(s);
+    free(X);
+    free(Y0);
+    free(Y1);
+}
