@@ -74,8 +74,10 @@ test: deps
 	@$(MAKE) --no-print-directory build/lantern build/test_lantern build/san/test_lantern
 	@sh tests/run.sh
 
+# The embedded default model (models/demo, trained on Jane Austen) is a plain
+# completion model, so the demo prompt is raw text.
 run: all
-	./build/lantern run -p "$(or $(PROMPT),Once upon a time)" -n 64
+	./build/lantern run --raw -p "$(or $(PROMPT),It is a truth universally acknowledged, that)" -n 96
 
 clean:
 	rm -rf build

@@ -21,10 +21,7 @@ static void queries(const lt_attention *a, const lt_config *cfg, const lt_rope *
         lt_rope_angles(rope, pos0 + t, s->cs);
         for (int64_t i = 0; i < H; i++) {
             float *qh = s->q + (t * H + i) * hd;
-            if (!a->v41) {
-                lt_rmsnorm(qh, qh, NULL, hd, eps);
-                lt_num_store(nm, qh, hd);
-            }
+            if (!a->v41) lt_num_q_rescale(nm, qh, hd, eps);
             lt_rope_apply(qh + hd - rd, s->cs, (int)rd, 0);
         }
     }
@@ -87,21 +84,11 @@ static int64_t gather_rows(const lt_attention *a, const lt_config *cfg, const lt
 
 void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
                        float sink, const lt_num *nm, float *p, float *o) {
-    float mx = sink;
-    for (int64_t j = 0; j < n_rows; j++) {
-        p[j] = lt_dot(q, rows[j], hd) * scale;
-        mx = p[j] > mx ? p[j] : mx;
-    }
-    double den = exp((double)(sink - mx));
-    for (int64_t j = 0; j < n_rows; j++) {
-        p[j] = expf(p[j] - mx);
-        den += p[j];
-    }
-    float inv = (float)(1.0 / den);
-    for (int64_t j = 0; j < n_rows; j++) p[j] *= inv;
-    lt_num_store(nm, p, n_rows); /* sparse_attn rounds probabilities to bf16 before P.V */
+    for (int64_t j = 0; j < n_rows; j++) p[j] = lt_dot(q, rows[j], hd) * scale;
+    float div = lt_num_attn_softmax(nm, p, n_rows, sink);
     memset(o, 0, (size_t)hd * sizeof *o);
     for (int64_t j = 0; j < n_rows; j++) lt_axpy(o, p[j], rows[j], hd);
+    for (int64_t c = 0; c < hd; c++) o[c] /= div;
 }
 
 /* one token's heads over its gathered rows, heads shared among threads */

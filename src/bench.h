@@ -49,14 +49,21 @@ int64_t lt_bench_attended(const lt_bench_arch *a, int l, int64_t ctx);
 
 /* ---- machine --------------------------------------------------------- */
 
-typedef struct {
-    double read_gbs;     /* read-only sweep */
-    double triad_gbs;    /* a = b + s*c, counting 3 arrays of traffic */
-    double fma_gflops;   /* register-only FMA chains on every thread */
-    uint64_t buffer_bytes;
-} lt_bench_machine;
+/* The machine's limits at the pool's thread count (bench_machine.c): one pass
+ * of each probe, in GB/s or GFLOP/s; the caller keeps the best it sees. */
+typedef struct lt_bench_probe lt_bench_probe;
 
-lt_status lt_bench_machine_measure(lt_bench_machine *m, lt_error *err);
+lt_status lt_bench_probe_create(lt_bench_probe **out, lt_error *err);
+void lt_bench_probe_free(lt_bench_probe *p);
+uint64_t lt_bench_probe_bytes(const lt_bench_probe *p);  /* the buffer: max(1 GiB, 4 x LLC) */
+double lt_bench_probe_read(lt_bench_probe *p);           /* read-only sweep */
+double lt_bench_probe_triad(lt_bench_probe *p);          /* a = b + s*c, 3 arrays of traffic */
+double lt_bench_probe_fma(lt_bench_probe *p);            /* register-only FMA chains, every thread */
+
+/* the best of each limit seen so far */
+typedef struct {
+    double read_gbs, triad_gbs, fma_gflops;
+} lt_bench_machine;
 
 /* ---- synthetic model ---------------------------------------------------- */
 
@@ -74,9 +81,12 @@ int lt_bench_model_experts(const lt_bench_model *m);       /* routed experts mat
 uint64_t lt_bench_model_bytes(const lt_bench_model *m);     /* all weight bytes held */
 uint64_t lt_bench_decode_bytes(const lt_bench_model *m);    /* weight bytes read per decoded token */
 
-/* Decodes `tokens` tokens (after one warm-up), each with fresh random experts;
- * returns the median seconds per token. */
-double lt_bench_decode(lt_bench_model *m, int tokens);
+/* Decodes `tokens` tokens (after one warm-up), each with fresh random experts
+ * and followed by a read pass of the probe (raising mach->read_gbs); fastest
+ * and median seconds per token (on a shared machine noise only adds time, so
+ * the fastest token is the machine's figure). */
+void lt_bench_decode(lt_bench_model *m, int tokens, lt_bench_probe *p, lt_bench_machine *mach, double *fastest,
+                     double *median);
 
 typedef struct {
     double seconds;
@@ -85,8 +95,10 @@ typedef struct {
 } lt_bench_prefill_result;
 
 /* One prompt of n tokens through every layer (tokens grouped by expert so
- * each expert's weights are read once per batch). */
-lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_prefill_result *r, lt_error *err);
+ * each expert's weights are read once per batch), with an FMA pass of the
+ * probe before and after (raising mach->fma_gflops). */
+lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_probe *p, lt_bench_machine *mach,
+                           lt_bench_prefill_result *r, lt_error *err);
 
 /* ---- attention by context ---------------------------------------------- */
 
@@ -109,14 +121,18 @@ void lt_bench_attn_token(lt_bench_attn *c, double *index_seconds, double *attn_s
 uint64_t lt_bench_kv_bytes_per_token(const lt_bench_arch *a);
 
 typedef struct {
-    double seconds;          /* one decoded token, products and attention (median) */
-    double attn_seconds;     /* of which attention, index scan included */
+    double seconds;          /* one decoded token, products and attention (the fastest token) */
+    double median_seconds;   /* the median token */
+    double attn_seconds;     /* attention of the fastest token, index scan included */
     double index_seconds;    /* of which the index scan and its top-k */
     uint64_t kv_bytes_read;  /* cache bytes read per token */
 } lt_bench_ctx_result;
 
-/* Decodes `tokens` tokens at context ctx: each layer's products, then its
- * attention over caches of that length. */
-lt_status lt_bench_decode_ctx(lt_bench_model *m, int64_t ctx, int tokens, lt_bench_ctx_result *r, lt_error *err);
+/* Decodes `tokens` tokens at each of the n context lengths ctx[], each layer
+ * running its products and then its attention over caches of that length.
+ * The lengths take turns token by token, so a change in the machine's load
+ * shows in all of them alike; a read pass of the probe follows each token. */
+lt_status lt_bench_decode_ctx(lt_bench_model *m, const int64_t *ctx, int n, int tokens, lt_bench_probe *p,
+                              lt_bench_machine *mach, lt_bench_ctx_result *r, lt_error *err);
 
 #endif

@@ -372,40 +372,50 @@ static double median(double *t, int n) {
     return t[n / 2];
 }
 
-double lt_bench_decode(lt_bench_model *m, int tokens) {
+void lt_bench_decode(lt_bench_model *m, int tokens, lt_bench_probe *p, lt_bench_machine *mach, double *fastest,
+                     double *med) {
     double t[MAX_TOKENS];
     tokens = LT_MAX(1, LT_MIN(tokens, MAX_TOKENS));
     decode_token(m, NULL, NULL); /* warm-up: threads awake, page tables touched */
     for (int i = 0; i < tokens; i++) {
+        mach->read_gbs = LT_MAX(mach->read_gbs, lt_bench_probe_read(p)); /* also flushes the caches */
         double t0 = lt_time_s();
         decode_token(m, NULL, NULL);
         t[i] = lt_time_s() - t0;
     }
-    return median(t, tokens);
+    *med = median(t, tokens);
+    *fastest = t[0];
 }
 
-lt_status lt_bench_decode_ctx(lt_bench_model *m, int64_t ctx, int tokens, lt_bench_ctx_result *r, lt_error *err) {
-    lt_bench_attn **attn = lt_calloc((size_t)m->n_layers, sizeof *attn, "bench caches", err);
-    if (!attn) return LT_ERR_NOMEM;
-    lt_status st = LT_OK;
-    for (int l = 0; l < m->n_layers && st == LT_OK; l++) st = lt_bench_attn_create(&attn[l], m->a, FIRST_LAYER + l, ctx, err);
+lt_status lt_bench_decode_ctx(lt_bench_model *m, const int64_t *ctx, int n, int tokens, lt_bench_probe *p,
+                              lt_bench_machine *mach, lt_bench_ctx_result *r, lt_error *err) {
+    lt_bench_attn **attn = lt_calloc((size_t)(n * m->n_layers), sizeof *attn, "bench caches", err);
+    double *t = lt_calloc((size_t)(n * MAX_TOKENS), sizeof *t, "bench times", err);
+    lt_status st = attn && t ? LT_OK : LT_ERR_NOMEM;
+    for (int c = 0; c < n && st == LT_OK; c++)
+        for (int l = 0; l < m->n_layers && st == LT_OK; l++)
+            st = lt_bench_attn_create(&attn[c * m->n_layers + l], m->a, FIRST_LAYER + l, ctx[c], err);
     if (st == LT_OK) {
-        double t[MAX_TOKENS], ta[MAX_TOKENS], ti[MAX_TOKENS];
-        lt_bench_ctx_result one = {0};
         tokens = LT_MAX(1, LT_MIN(tokens, MAX_TOKENS));
-        decode_token(m, attn, &one); /* warm-up */
-        for (int i = 0; i < tokens; i++) {
-            one = (lt_bench_ctx_result){0};
-            double t0 = lt_time_s();
-            decode_token(m, attn, &one);
-            t[i] = lt_time_s() - t0;
-            ta[i] = one.attn_seconds;
-            ti[i] = one.index_seconds;
+        for (int c = 0; c < n; c++) {
+            r[c] = (lt_bench_ctx_result){.seconds = 1e30};
+            lt_bench_ctx_result warm = {0};
+            decode_token(m, attn + c * m->n_layers, &warm);
         }
-        *r = (lt_bench_ctx_result){median(t, tokens), median(ta, tokens), median(ti, tokens), one.kv_bytes_read};
+        for (int i = 0; i < tokens; i++)
+            for (int c = 0; c < n; c++) {
+                lt_bench_ctx_result one = {0};
+                mach->read_gbs = LT_MAX(mach->read_gbs, lt_bench_probe_read(p));
+                double t0 = lt_time_s();
+                decode_token(m, attn + c * m->n_layers, &one);
+                one.seconds = t[c * MAX_TOKENS + i] = lt_time_s() - t0;
+                if (one.seconds < r[c].seconds) r[c] = one;
+            }
+        for (int c = 0; c < n; c++) r[c].median_seconds = median(t + c * MAX_TOKENS, tokens);
     }
-    for (int l = 0; l < m->n_layers; l++) lt_bench_attn_free(attn[l]);
+    for (int i = 0; attn && i < n * m->n_layers; i++) lt_bench_attn_free(attn[i]);
     free(attn);
+    free(t);
     return st;
 }
 
@@ -455,7 +465,8 @@ static double routed_prefill(lt_bench_model *m, const bench_layer *L, prefill_bu
     return flops;
 }
 
-lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_prefill_result *r, lt_error *err) {
+lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_probe *p, lt_bench_machine *mach,
+                           lt_bench_prefill_result *r, lt_error *err) {
     const int64_t D = m->a->dim, I = m->a->moe_inter;
     prefill_buf b = {
         malloc(sizeof(float) * (size_t)(n * m->max_in)), malloc(sizeof(float) * (size_t)(n * m->max_out)),
@@ -470,6 +481,7 @@ lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_prefill_result
     }
     for (int64_t t = 0; t < n; t++) memcpy(b.X + t * m->max_in, m->x, sizeof(float) * (size_t)m->max_in);
     *r = (lt_bench_prefill_result){0};
+    mach->fma_gflops = LT_MAX(mach->fma_gflops, lt_bench_probe_fma(p));
     double t0 = lt_time_s();
     for (int l = 0; l < m->n_layers; l++) {
         const bench_layer *L = &m->layers[l];
@@ -484,6 +496,7 @@ lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_prefill_result
         r->weight_bytes += lt_weight_bytes(&m->head);
     }
     r->seconds = lt_time_s() - t0;
+    mach->fma_gflops = LT_MAX(mach->fma_gflops, lt_bench_probe_fma(p));
     prefill_free(&b);
     return LT_OK;
 }

@@ -30,7 +30,8 @@ static const char bench_usage[] =
     "  --experts N         routed experts materialised per layer (default: all that fit in\n"
     "                      half the available memory)\n"
     "  --head              add the BF16 output head to every decoded token\n"
-    "  --tokens N          decoded tokens measured (median; default 8)\n"
+    "  --tokens N          decoded tokens measured per figure; the fastest is reported (noise\n"
+    "                      on a shared machine only adds time), the median beside it (default 8)\n"
     "  --prompts L,L,...   prefill lengths (default 128,512,2048; 0 skips prefill)\n"
     "  --contexts C,C,...  context lengths of the sweep (default 4096,65536,262144,1048576;\n"
     "                      0 skips it)\n"
@@ -125,9 +126,9 @@ static void cpu_name(char *out, size_t cap) {
 /* ---- synthetic ----------------------------------------------------------- */
 
 typedef struct {
-    lt_bench_machine mach;
-    double decode_s;
-    uint64_t decode_bytes, kv_per_token, model_bytes;
+    lt_bench_machine mach;  /* the best of every pass in the run */
+    double decode_s, decode_median_s;
+    uint64_t decode_bytes, kv_per_token, model_bytes, buffer_bytes;
     int experts;
     lt_bench_prefill_result prefill[MAX_LIST];
     lt_bench_ctx_result ctx[MAX_LIST];
@@ -145,11 +146,12 @@ static void print_table(const bench_options *o, const lt_bench_arch *a, const be
     printf("%s), %d of %d routed experts per layer, %.2f GiB of weights\n", o->layers > 6 ? " ..." : "", r->experts,
            a->n_experts, (double)r->model_bytes / (1 << 30));
     printf("machine   %s; kernel %s, %d threads\n", cpu, lt_kern()->name, lt_threads_count());
-    printf("          read %.1f GB/s, triad %.1f GB/s (%llu MiB buffer), FMA peak %.1f GFLOP/s\n", r->mach.read_gbs,
-           r->mach.triad_gbs, (unsigned long long)(r->mach.buffer_bytes >> 20), r->mach.fma_gflops);
+    printf("          read %.1f GB/s, triad %.1f GB/s (%llu MiB buffer), FMA peak %.1f GFLOP/s (best passes of the run)\n",
+           r->mach.read_gbs, r->mach.triad_gbs, (unsigned long long)(r->buffer_bytes >> 20), r->mach.fma_gflops);
     double gbs = (double)r->decode_bytes / r->decode_s * 1e-9;
-    printf("decode    %.1f MB of weights per token, %.2f ms/token, %.2f tokens/s, %.1f GB/s = %.2f of read bandwidth\n",
-           (double)r->decode_bytes * 1e-6, r->decode_s * 1e3, 1.0 / r->decode_s, gbs, gbs / r->mach.read_gbs);
+    printf("decode    %.1f MB of weights per token, %.2f ms/token (median %.2f), %.2f tokens/s, %.1f GB/s = %.2f of "
+           "read bandwidth\n", (double)r->decode_bytes * 1e-6, r->decode_s * 1e3, r->decode_median_s * 1e3,
+           1.0 / r->decode_s, gbs, gbs / r->mach.read_gbs);
     for (int i = 0; i < o->n_prompts; i++) {
         const lt_bench_prefill_result *p = &r->prefill[i];
         double gf = p->flops / p->seconds * 1e-9;
@@ -158,9 +160,9 @@ static void print_table(const bench_options *o, const lt_bench_arch *a, const be
     }
     for (int i = 0; i < o->n_contexts; i++) {
         const lt_bench_ctx_result *c = &r->ctx[i];
-        printf("context   %8ld: %7.2f ms/token (attention %.2f ms, index scan %.2f ms), cache read %.1f MB/token",
-               o->contexts[i], c->seconds * 1e3, c->attn_seconds * 1e3, c->index_seconds * 1e3,
-               (double)c->kv_bytes_read * 1e-6);
+        printf("context   %8ld: %7.2f ms/token (median %.2f; attention %.2f ms, index scan %.2f ms), cache read "
+               "%.1f MB/token", o->contexts[i], c->seconds * 1e3, c->median_seconds * 1e3, c->attn_seconds * 1e3,
+               c->index_seconds * 1e3, (double)c->kv_bytes_read * 1e-6);
         if (i) printf(", %.2fx of %ld", c->seconds / r->ctx[0].seconds, o->contexts[0]);
         printf("\n");
     }
@@ -176,7 +178,8 @@ static void json_map(const char *key, const long *at, int n, const double *v, in
 }
 
 static void print_json(const bench_options *o, const lt_bench_arch *a, const bench_results *r, const char *cpu) {
-    double pf_tps[MAX_LIST], pf_gf[MAX_LIST], pf_frac[MAX_LIST], ctx_ms[MAX_LIST], att_ms[MAX_LIST], idx_ms[MAX_LIST];
+    double pf_tps[MAX_LIST], pf_gf[MAX_LIST], pf_frac[MAX_LIST], ctx_ms[MAX_LIST], ctx_med[MAX_LIST];
+    double att_ms[MAX_LIST], idx_ms[MAX_LIST];
     for (int i = 0; i < o->n_prompts; i++) {
         pf_tps[i] = (double)o->prompts[i] / r->prefill[i].seconds;
         pf_gf[i] = r->prefill[i].flops / r->prefill[i].seconds * 1e-9;
@@ -184,6 +187,7 @@ static void print_json(const bench_options *o, const lt_bench_arch *a, const ben
     }
     for (int i = 0; i < o->n_contexts; i++) {
         ctx_ms[i] = r->ctx[i].seconds * 1e3;
+        ctx_med[i] = r->ctx[i].median_seconds * 1e3;
         att_ms[i] = r->ctx[i].attn_seconds * 1e3;
         idx_ms[i] = r->ctx[i].index_seconds * 1e3;
     }
@@ -193,14 +197,16 @@ static void print_json(const bench_options *o, const lt_bench_arch *a, const ben
     printf("  \"kernel\": \"%s\",\n  \"threads\": %d,\n", lt_kern()->name, lt_threads_count());
     printf("  \"measured_read_gbs\": %.6g,\n  \"measured_triad_gbs\": %.6g,\n  \"fma_peak_gflops\": %.6g,\n",
            r->mach.read_gbs, r->mach.triad_gbs, r->mach.fma_gflops);
-    printf("  \"weight_bytes_per_token\": %llu,\n  \"decode_ms_per_token\": %.6g,\n  \"decode_tokens_per_s\": %.6g,\n",
-           (unsigned long long)r->decode_bytes, r->decode_s * 1e3, 1.0 / r->decode_s);
+    printf("  \"weight_bytes_per_token\": %llu,\n  \"decode_ms_per_token\": %.6g,\n  \"decode_ms_per_token_median\": %.6g,\n"
+           "  \"decode_tokens_per_s\": %.6g,\n",
+           (unsigned long long)r->decode_bytes, r->decode_s * 1e3, r->decode_median_s * 1e3, 1.0 / r->decode_s);
     printf("  \"effective_gbs\": %.6g,\n  \"bandwidth_fraction\": %.6g,\n", gbs, gbs / r->mach.read_gbs);
     json_map("prefill_tokens_per_s", o->prompts, o->n_prompts, pf_tps, 0);
     json_map("prefill_gflops", o->prompts, o->n_prompts, pf_gf, 0);
     json_map("fma_fraction", o->prompts, o->n_prompts, pf_frac, 0);
     printf("  \"kv_bytes_per_token\": %llu,\n", (unsigned long long)r->kv_per_token);
     json_map("decode_ms_per_token_by_context", o->contexts, o->n_contexts, ctx_ms, 0);
+    json_map("decode_ms_per_token_by_context_median", o->contexts, o->n_contexts, ctx_med, 0);
     json_map("attention_ms_by_context", o->contexts, o->n_contexts, att_ms, 0);
     json_map("index_scan_ms_by_context", o->contexts, o->n_contexts, idx_ms, 1);
     printf("}\n");
@@ -212,20 +218,33 @@ static int run_synthetic(const bench_options *o) {
     lt_error err;
     char cpu[256];
     cpu_name(cpu, sizeof cpu);
-    lt_status st = lt_bench_machine_measure(&r.mach, &err);
+    lt_bench_probe *p = NULL;
     lt_bench_model *m = NULL;
-    if (st == LT_OK) st = lt_bench_model_create(&m, a, (int)o->layers, (int)o->experts, o->head, !o->json, &err);
+    lt_status st = lt_bench_probe_create(&p, &err);
+    if (st == LT_OK) {
+        for (int i = 0; i < 3; i++) { /* a first reading; every phase below adds passes */
+            r.mach.read_gbs = LT_MAX(r.mach.read_gbs, lt_bench_probe_read(p));
+            r.mach.triad_gbs = LT_MAX(r.mach.triad_gbs, lt_bench_probe_triad(p));
+            r.mach.fma_gflops = LT_MAX(r.mach.fma_gflops, lt_bench_probe_fma(p));
+        }
+        r.buffer_bytes = lt_bench_probe_bytes(p);
+        st = lt_bench_model_create(&m, a, (int)o->layers, (int)o->experts, o->head, !o->json, &err);
+    }
     if (st == LT_OK) {
         r.experts = lt_bench_model_experts(m);
         r.model_bytes = lt_bench_model_bytes(m);
         r.decode_bytes = lt_bench_decode_bytes(m);
         r.kv_per_token = lt_bench_kv_bytes_per_token(a);
-        r.decode_s = lt_bench_decode(m, (int)o->tokens);
+        lt_bench_decode(m, (int)o->tokens, p, &r.mach, &r.decode_s, &r.decode_median_s);
     }
-    for (int i = 0; i < o->n_prompts && st == LT_OK; i++) st = lt_bench_prefill(m, o->prompts[i], &r.prefill[i], &err);
-    for (int i = 0; i < o->n_contexts && st == LT_OK; i++)
-        st = lt_bench_decode_ctx(m, o->contexts[i], (int)o->tokens, &r.ctx[i], &err);
+    for (int i = 0; i < o->n_prompts && st == LT_OK; i++)
+        st = lt_bench_prefill(m, o->prompts[i], p, &r.mach, &r.prefill[i], &err);
+    int64_t ctx[MAX_LIST];
+    for (int i = 0; i < o->n_contexts; i++) ctx[i] = o->contexts[i];
+    if (st == LT_OK && o->n_contexts)
+        st = lt_bench_decode_ctx(m, ctx, o->n_contexts, (int)o->tokens, p, &r.mach, r.ctx, &err);
     lt_bench_model_free(m);
+    lt_bench_probe_free(p);
     if (st != LT_OK) {
         fprintf(stderr, "lantern bench: %s: %s\n", lt_status_name(st), err.msg);
         return 1;

@@ -82,7 +82,8 @@ static void layout_attn_scratch(const lt_context *c, carver *cv, lt_attn_scratch
     int64_t K = cfg->index_topk, Hi = cfg->index_n_heads, di = cfg->index_head_dim;
     int64_t rows = s->max_rows = max_rows(c);
     /* V4.1 two-level selection: candidate blocks per token */
-    int64_t KB = cfg->arch == LT_ARCH_V41 ? cfg->candidate_topk_blocks : 0, bs = cfg->candidate_block_size;
+    int two_level = cfg->arch == LT_ARCH_V41 && cfg->candidate_source_layer_id >= 0;
+    int64_t KB = two_level ? cfg->candidate_topk_blocks : 0, bs = cfg->candidate_block_size;
     CARVE(cv, s->qr, nb * cfg->q_lora_rank);
     CARVE(cv, s->q, nb * H * hd);
     CARVE(cv, s->kv, nb * hd);

@@ -16,7 +16,9 @@
  *     keeps the top candidate_topk_blocks blocks, which later Reindex layers
  *     search.
  *   Reuse: any other compressed layer attends the selection of the latest
- *     index source (it is still in the scratch: only index sources write it).
+ *     index source (it is still in the scratch: only index sources write it),
+ *     a partially filled final group of a strided schedule included, as in
+ *     the oracle and HF's cache path.
  *
  * Partially filled groups: the oracle, like HF's forward, forms an entry only
  * from a complete group (T // ratio entries for T tokens) and a query at

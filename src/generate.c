@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +49,10 @@ int lt_gen_sample_flag(int argc, char **argv, int *i, lt_gen_options *o) {
     if (!strcmp(a, "--seed"))
         return (o->has_seed = 1) && (v = lt_cli_value(o->cmd, argc, argv, i)) &&
                lt_cli_int(a, v, 0, (1L << 53) - 1, &o->seed);
-    if (!strcmp(a, "--temp")) return (v = lt_cli_value(o->cmd, argc, argv, i)) && lt_cli_double(a, v, 0, 100, &o->temp);
-    if (!strcmp(a, "--top-p")) return (v = lt_cli_value(o->cmd, argc, argv, i)) && lt_cli_double(a, v, 0, 1, &o->top_p);
+    if (!strcmp(a, "--temp"))
+        return (o->has_temp = 1) && (v = lt_cli_value(o->cmd, argc, argv, i)) && lt_cli_double(a, v, 0, 100, &o->temp);
+    if (!strcmp(a, "--top-p"))
+        return (o->has_top_p = 1) && (v = lt_cli_value(o->cmd, argc, argv, i)) && lt_cli_double(a, v, 0, 1, &o->top_p);
     return -1;
 }
 
@@ -94,9 +97,27 @@ lt_status lt_gen_open(lt_gen *g, const lt_gen_options *o, lt_error *err) {
     return st == LT_OK ? lt_tokenizer_load(&g->tok, o->dir, err) : st;
 }
 
+/* The release's sampling defaults (generation_config.json: temperature,
+ * top_p, do_sample) for whatever the command line left unset. A missing or
+ * unreadable file keeps the built-in defaults: it is optional in a release. */
+static void generation_defaults(const lt_gen_options *o, lt_sample_params *sp) {
+    char path[4096];
+    if (o->has_temp && o->has_top_p) return;
+    if (lt_path_join(path, sizeof path, o->dir, "generation_config.json", NULL) != LT_OK) return;
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!json_is_object(root)) { json_decref(root); return; }
+    json_t *t = json_object_get(root, "temperature"), *p = json_object_get(root, "top_p");
+    json_t *sample = json_object_get(root, "do_sample");
+    if (!o->has_temp && json_is_number(t)) sp->temperature = (float)json_number_value(t);
+    if (!o->has_temp && json_is_false(sample)) sp->temperature = 0.0f;
+    if (!o->has_top_p && json_is_number(p)) sp->top_p = (float)json_number_value(p);
+    json_decref(root);
+}
+
 lt_status lt_gen_start(lt_gen *g, const lt_gen_options *o, int64_t n_ctx, lt_error *err) {
     lt_sample_params sp = {.temperature = (float)o->temp, .top_p = (float)o->top_p, .top_k = (int)o->top_k,
                            .seed = o->has_seed ? (uint64_t)o->seed : (uint64_t)time(NULL) ^ (uint64_t)getpid()};
+    generation_defaults(o, &sp);
     int32_t V = lt_model_vocab_size(g->m);
     lt_status st = lt_context_create(&g->ctx, g->m, n_ctx, err);
     if (st == LT_OK) st = lt_sampler_create(&g->sampler, &sp, V, err);

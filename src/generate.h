@@ -27,8 +27,8 @@
 #define LT_GEN_NUMERICS_USAGE                                                                                       \
     "  --numerics MODE     reference (default: the official rounding points) or exact (fp32)\n"
 #define LT_GEN_SAMPLE_USAGE                                                                                         \
-    "  --temp T            temperature (default 1.0; 0 = greedy)\n"                                              \
-    "  --top-p P           nucleus sampling (default 1.0 = off)\n"                                               \
+    "  --temp T            temperature (default: the model's generation_config.json, else 1.0; 0 = greedy)\n"   \
+    "  --top-p P           nucleus sampling (default: generation_config.json, else 1.0 = off)\n"                 \
     "  --top-k K           keep the K most likely tokens (default 0 = off)\n"                                    \
     "  --seed S            sampling seed (default: from the clock)\n"
 
@@ -40,6 +40,7 @@ typedef struct {
     long n_predict, top_k, seed;
     double temp, top_p;
     int has_seed;
+    int has_temp, has_top_p; /* given on the command line; else generation_config.json decides */
     char default_dir[4096]; /* backing store of dir when it is the default */
 } lt_gen_options;
 

@@ -44,24 +44,17 @@ void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num
 }
 
 /* step 16: score[i] = sum_h wt_h ReLU(q_h . k_e) for i in [i0, i1), entry
- * e = ids[i] (or i) */
-static void score_entries(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t i0,
-                          int64_t i1, int64_t Hi, int64_t di, float *score) {
-    for (int64_t w = i0; w < i1; w++) {
-        const float *k = keys + (ids ? ids[w] : w) * di;
-        float s = 0;
-        for (int64_t h = 0; h < Hi; h++) {
-            float dot = lt_dot(q + h * di, k, di);
-            s += wt[h] * (dot > 0 ? dot : 0);
-        }
-        score[w] = s;
-    }
+ * e = ids[i] (or i), with the rounding of nm */
+static void score_entries(const lt_num *nm, const float *q, const float *wt, const float *keys, const int32_t *ids,
+                          int64_t i0, int64_t i1, int64_t Hi, int64_t di, float *score) {
+    for (int64_t w = i0; w < i1; w++) score[w] = lt_num_index_score(nm, q, wt, keys + (ids ? ids[w] : w) * di, Hi, di);
 }
 
 /* one token's scores over its nv visible entries, in chunks among threads */
 #define SCORE_CHUNK 64
 
 typedef struct {
+    const lt_num *nm;
     const float *q, *wt, *keys;
     const int32_t *ids;
     float *score;
@@ -72,14 +65,20 @@ static void score_item(void *ctx, int64_t item, int tid) {
     const score_job *j = ctx;
     (void)tid;
     int64_t w0 = item * SCORE_CHUNK, w1 = w0 + SCORE_CHUNK < j->nv ? w0 + SCORE_CHUNK : j->nv;
-    score_entries(j->q, j->wt, j->keys, j->ids, w0, w1, j->Hi, j->di, j->score);
+    score_entries(j->nm, j->q, j->wt, j->keys, j->ids, w0, w1, j->Hi, j->di, j->score);
+}
+
+static void index_scores(const lt_num *nm, const float *q, const float *wt, const float *keys, const int32_t *ids,
+                         int64_t n, int64_t Hi, int64_t di, float *score) {
+    score_job j = {nm, q, wt, keys, ids, score, n, Hi, di};
+    if (n * Hi * di >= LT_PAR_MIN_MACS) lt_parallel_for((n + SCORE_CHUNK - 1) / SCORE_CHUNK, score_item, &j);
+    else score_entries(nm, q, wt, keys, ids, 0, n, Hi, di, score);
 }
 
 void lt_indexer_score(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t n,
                       int64_t Hi, int64_t di, float *score) {
-    score_job j = {q, wt, keys, ids, score, n, Hi, di};
-    if (n * Hi * di >= LT_PAR_MIN_MACS) lt_parallel_for((n + SCORE_CHUNK - 1) / SCORE_CHUNK, score_item, &j);
-    else score_entries(q, wt, keys, ids, 0, n, Hi, di, score);
+    static const lt_num fp32 = {.mode = LT_NUMERICS_EXACT};
+    index_scores(&fp32, q, wt, keys, ids, n, Hi, di, score);
 }
 
 /* heap order: the worst kept entry on top (lower score, then higher index) */
@@ -149,7 +148,7 @@ void lt_indexer_forward(const lt_indexer *ix, const lt_config *cfg, const lt_rop
     /* step 17: each token ranks the entries visible to it */
     for (int64_t t = 0; t < n; t++) {
         int64_t nv = (pos0 + t + 1) / m;
-        lt_indexer_score(s->q + t * Hi * di, s->wt + t * Hi, cache->keys, NULL, nv, Hi, di, s->score);
+        index_scores(nm, s->q + t * Hi * di, s->wt + t * Hi, cache->keys, NULL, nv, Hi, di, s->score);
         s->n_sel[t] = lt_indexer_topk(s->score, nv, cfg->index_topk, s->heap_s, s->heap_i,
                                       s->sel + t * cfg->index_topk);
     }

@@ -69,7 +69,8 @@ void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num
 void lt_indexer_quantise(const lt_num *nm, float *x, int64_t n, int64_t di);
 
 /* One token's scores score[i] = sum_h wt_h ReLU(q_h . keys[e_i]) over n
- * entries e_i = ids[i] (ids NULL: e_i = i), among threads when large. */
+ * entries e_i = ids[i] (ids NULL: e_i = i), among threads when large; in
+ * fp32 (the V4 forward rounds them in REFERENCE mode, lt_num_index_score). */
 void lt_indexer_score(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t n,
                       int64_t Hi, int64_t di, float *score);
 

@@ -15,8 +15,7 @@
 
 #include "weights.h"
 
-/* Largest activation quantisation block of matmul_actq / fake_quant_fp8
- * (blocks are powers of two up to this). */
+/* Largest activation quantisation block of matmul_actq / fake_quant_fp8. */
 #define LT_ACTQ_MAX_BLOCK 256
 /* Largest index query of index_score: heads, and heads x dim. */
 #define LT_INDEX_MAX_HEADS 128
@@ -31,7 +30,7 @@ typedef struct {
                                float *Y, int64_t ldy, int64_t r0, int64_t r1);
     /* The same product on activations quantised like the reference linear()
      * (spec 3.4): each row of X is cut into blocks of act_block values along
-     * cols (act_block a power of two <= LT_ACTQ_MAX_BLOCK) and every block is replaced by
+     * cols (act_block in [1, LT_ACTQ_MAX_BLOCK]) and every block is replaced by
      * its FP8 e4m3 round trip with a power-of-two scale, exactly as
      * fake_quant_fp8 does. X is not modified; the quantisation is fused into
      * the product (done per L1 chunk) and allocates nothing. */

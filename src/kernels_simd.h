@@ -1,8 +1,10 @@
 /* Loops shared by the SIMD kernel tables (kernels_avx2.c, kernels_avx512.c,
  * kernels_neon.c): weight decoding for every lt_wtype, block-scale walking,
- * the matrix-vector product of decode, the packed-panel product of prefill
- * and the fused FP8 activation quantisation. They are written once over a
- * few vector primitives that each leaf defines before including this header:
+ * the matrix-vector product of decode, the few-token product (MTP checks,
+ * experts with few tokens), the packed-panel product of prefill, the fused
+ * FP8 activation quantisation, attention over gathered rows and the indexer
+ * scores. They are written once over a few vector primitives that each leaf
+ * defines before including this header:
  *
  *   LT_VL                      floats per vector; lt_vf the vector type
  *   v_zero v_load v_store v_set1 v_add v_mul v_min v_max v_abs v_hsum v_hmax
@@ -61,6 +63,8 @@
 #define LT_RB 4                 /* weight rows per matrix-vector step (x loads shared) */
 #define LT_QK 4096              /* activation columns per chunk of the matrix-vector product */
 #define LT_G4 (8 * LT_VL)       /* columns of one grouped FP4 decode */
+#define LT_MT 8                 /* most activation rows of the few-token product (more: panels) */
+#define LT_QM 1024              /* activation columns per chunk of the few-token product */
 
 /* ---- number formats and block walking ---------------------------------- */
 
@@ -220,6 +224,8 @@ LT_INLINE void dot_rows(lt_wtype t, const lt_weight *W, int64_t r, int nr, const
         for (; k + LT_VL <= ke; k += LT_VL) {
             lt_vf xv = v_load(x + (k - k0));
             const uint8_t *p = base + row_bytes(t, k);
+            if ((row_bytes(t, k) & 63) == 0) /* the next row group's line at this column: hides DRAM latency */
+                for (int i = 0; i < nr; i++) __builtin_prefetch(p + (nr + i) * stride);
             for (int i = 0; i < nr; i++) part[i] = v_fma(dec_vec(t, p + i * stride, 0), xv, part[i]);
         }
         for (; k < ke; k++)
@@ -255,6 +261,7 @@ LT_INLINE void dot_rows_fp4(const lt_weight *W, int64_t r, int nr, const float *
         const float *xg = xp + g * LT_G4;
         for (int i = 0; i < nr; i++) {
             lt_vf w[8];
+            __builtin_prefetch(base + (nr + i) * stride + g * (LT_G4 / 2)); /* the next row group's line */
             v_dec_fp4_x8(base + i * stride + g * (LT_G4 / 2), w);
             lt_vf even = v_mul(w[0], v_load(xg)), odd = v_mul(w[1], v_load(xg + LT_VL));
             for (int s = 2; s < 8; s += 2) {
@@ -291,19 +298,118 @@ LT_INLINE void dot_all_rows_fp4(const lt_weight *W, const float *x, float *xp, i
 LT_INLINE void matvec(lt_wtype t, const lt_weight *W, const float *x, float *y, int64_t r0, int64_t r1,
                       int act_block) {
     float xq[LT_QK] __attribute__((aligned(64))), xp[LT_QK] __attribute__((aligned(64)));
-    for (int64_t k0 = 0; k0 < W->cols; k0 += LT_QK) {
-        int64_t k1 = LT_MIN(k0 + LT_QK, W->cols);
+    const int64_t step = act_block ? LT_QK - LT_QK % act_block : LT_QK; /* whole activation blocks */
+    for (int64_t k0 = 0; k0 < W->cols; k0 += step) {
+        int64_t k1 = LT_MIN(k0 + step, W->cols);
         const float *xc = x + k0;
         if (act_block) {
             quant_fp8(xc, xq, k1 - k0, act_block);
             xc = xq;
         }
-        if (t == LT_W_FP4) dot_all_rows_fp4(W, xc, xp, k0, k1, y, r0, r1, k0 > 0);
+        if (t == LT_W_FP4 && k0 % 32 == 0) dot_all_rows_fp4(W, xc, xp, k0, k1, y, r0, r1, k0 > 0);
         else dot_all_rows(t, W, xc, k0, k1, y, r0, r1, k0 > 0);
     }
 }
 
-/* ---- packed-panel product (prefill, n > 1) ------------------------------ */
+/* ---- few-token product (2 <= n <= LT_MT) -------------------------------- */
+
+/* y[u][r] (+)= W[r] . x_u over [k0, k1) for nu tokens (a constant after
+ * inlining): every weight vector is decoded once and multiplied into each
+ * token's partial sum; x_u = x + u * ldx starts at column k0. */
+LT_INLINE void dot_row_multi(lt_wtype t, const lt_weight *W, int64_t r, int nu, const float *x, int64_t ldx,
+                             int64_t k0, int64_t k1, float *y, int64_t ldy, int accumulate) {
+    const int scaled = t == LT_W_FP8 || t == LT_W_FP4;
+    const int64_t bc = scale_block(t, W), b0 = k0 / bc, nb = (k1 - 1) / bc - b0 + 1;
+    const uint8_t *row = w_row(t, W, r), *srow = scaled ? scale_row(t, W, r) : NULL;
+    const int64_t stride = row_bytes(t, W->cols);
+    lt_vf acc[LT_MT];
+    float tail[LT_MT];
+    for (int u = 0; u < nu; u++) acc[u] = v_zero(), tail[u] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t kb = LT_MAX(k0, (b0 + b) * bc), ke = LT_MIN((b0 + b + 1) * bc, k1), k = kb;
+        lt_vf part[LT_MT];
+        float pt[LT_MT];
+        for (int u = 0; u < nu; u++) part[u] = v_zero(), pt[u] = 0.0f;
+        for (; k + LT_VL <= ke; k += LT_VL) {
+            if ((row_bytes(t, k) & 63) == 0) __builtin_prefetch(row + stride + row_bytes(t, k)); /* next row */
+            lt_vf w = dec_vec(t, row, k);
+            for (int u = 0; u < nu; u++) part[u] = v_fma(w, v_load(x + u * ldx + (k - k0)), part[u]);
+        }
+        for (; k < ke; k++) {
+            float w = dec_one(t, row, k);
+            for (int u = 0; u < nu; u++) pt[u] += w * x[u * ldx + (k - k0)];
+        }
+        float s = scaled ? scale_of(t, srow, b0 + b) : 1.0f;
+        for (int u = 0; u < nu; u++) acc[u] = v_fma(part[u], v_set1(s), acc[u]), tail[u] += pt[u] * s;
+    }
+    for (int u = 0; u < nu; u++)
+        y[u * ldy] = (accumulate ? y[u * ldy] : 0.0f) + v_hsum(acc[u]) + tail[u];
+}
+
+/* the grouped FP4 form (permute_x8 order, lane-repeated scales) of whole
+ * groups from k0 (a multiple of 32) */
+LT_INLINE void dot_row_multi_fp4(const lt_weight *W, int64_t r, int nu, const float *xp, int64_t ldx, int64_t k0,
+                                 int64_t ng, float *y, int64_t ldy, int accumulate) {
+    const int64_t stride = W->cols / 2;
+    const uint8_t *row = w_row(LT_W_FP4, W, r) + k0 / 2, *srow = scale_row(LT_W_FP4, W, r) + k0 / 32;
+    const lt_vf bias = v_set1(1.0f / LT_FP4_DEC);
+    lt_vf acc[LT_MT];
+    for (int u = 0; u < nu; u++) acc[u] = v_zero();
+    for (int64_t g = 0; g < ng; g++) {
+        lt_vf w[8], sc = v_mul(v_dec_ue8m0_x4(srow + g * (LT_G4 / 32)), bias);
+        __builtin_prefetch(row + stride + g * (LT_G4 / 2)); /* the next row's line */
+        v_dec_fp4_x8(row + g * (LT_G4 / 2), w);
+        for (int u = 0; u < nu; u++) {
+            const float *xg = xp + u * ldx + g * LT_G4;
+            lt_vf even = v_mul(w[0], v_load(xg)), odd = v_mul(w[1], v_load(xg + LT_VL));
+            for (int s = 2; s < 8; s += 2) {
+                even = v_fma(w[s], v_load(xg + s * LT_VL), even);
+                odd = v_fma(w[s + 1], v_load(xg + (s + 1) * LT_VL), odd);
+            }
+            acc[u] = v_fma(v_add(even, odd), sc, acc[u]);
+        }
+    }
+    for (int u = 0; u < nu; u++) y[u * ldy] = (accumulate ? y[u * ldy] : 0.0f) + v_hsum(acc[u]);
+}
+
+/* Y rows r0..r1 for nu tokens (nu a constant after inlining), LT_QM columns
+ * at a time: the chunk of every token is copied (quantised with act_block,
+ * permuted for FP4) into L1 buffers whose row stride is padded off 4 KiB, so
+ * the tokens do not compete for the same cache sets; then each weight row is
+ * streamed once. */
+LT_INLINE void matvec_multi_n(lt_wtype t, const lt_weight *W, const float *X, int nu, float *Y, int64_t ldy,
+                              int64_t r0, int64_t r1, int act_block) {
+    enum { LD = LT_QM + 16 };
+    float xq[LT_MT * LD] __attribute__((aligned(64))), xp[LT_MT * LD] __attribute__((aligned(64)));
+    const int64_t step = act_block ? LT_QM - LT_QM % act_block : LT_QM;
+    for (int64_t k0 = 0; k0 < W->cols; k0 += step) {
+        int64_t k1 = LT_MIN(k0 + step, W->cols), kc = k1 - k0;
+        for (int u = 0; u < nu; u++) {
+            if (act_block) quant_fp8(X + u * W->cols + k0, xq + u * LD, kc, act_block);
+            else memcpy(xq + u * LD, X + u * W->cols + k0, sizeof(float) * (size_t)kc);
+        }
+        int64_t ng = t == LT_W_FP4 && k0 % 32 == 0 ? kc / LT_G4 : 0, kg = k0 + ng * LT_G4;
+        for (int u = 0; u < nu && ng; u++) permute_x8(xq + u * LD, xp + u * LD, kg - k0);
+        for (int64_t r = r0; r < r1; r++) {
+            if (ng) dot_row_multi_fp4(W, r, nu, xp, LD, k0, ng, Y + r, ldy, k0 > 0);
+            if (kg < k1) dot_row_multi(t, W, r, nu, xq + (kg - k0), LD, kg, k1, Y + r, ldy, k0 > 0 || ng);
+        }
+    }
+}
+
+/* nu in [2, LT_MT] turned into a constant */
+LT_INLINE void matvec_multi(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                            int64_t r0, int64_t r1, int act_block) {
+    switch (n) {
+#define LT_MULTI_CASE(c) \
+    case c: matvec_multi_n(t, W, X, c, Y, ldy, r0, r1, act_block); break;
+    LT_MULTI_CASE(2) LT_MULTI_CASE(3) LT_MULTI_CASE(4) LT_MULTI_CASE(5) LT_MULTI_CASE(6) LT_MULTI_CASE(7)
+    LT_MULTI_CASE(8)
+#undef LT_MULTI_CASE
+    }
+}
+
+/* ---- packed-panel product (prefill, n > LT_MT) -------------------------- */
 
 /* Packs nr (a constant after inlining) rows of one LT_VL-row group: Bp[k][i]
  * = row i at column k0 + k, with its scale, for k < kc (rows past nr are 0).
@@ -575,6 +681,7 @@ static double probe_fma_simd(int64_t iters) {
 LT_INLINE void matmul_any(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                           int64_t r0, int64_t r1, int act_block) {
     if (n == 1) matvec(t, W, X, Y, r0, r1, act_block);
+    else if (n <= LT_MT) matvec_multi(t, W, X, n, Y, ldy, r0, r1, act_block);
     else matmul_panels(t, W, X, n, Y, ldy, r0, r1, act_block);
 }
 

@@ -1,10 +1,12 @@
-/* Manifold-constrained hyper-connections, mHC (spec 3.3, V4 two-pass form).
+/* Manifold-constrained hyper-connections, mHC (spec 3.3).
  *
  * The residual of a token is hc streams X[hc, D]. Each site (attention, FFN)
  * derives from the RMS-normalised flattened streams three mixes: pre[hc]
  * (collapse weights), post[hc] (expand weights) and comb[hc, hc] (a
- * Sinkhorn-projected, doubly stochastic stream mixer). The head collapses
- * the streams once more with pre only.
+ * Sinkhorn-projected, doubly stochastic stream mixer). V4 (two-pass) then
+ * collapses with the site's own pre, and the head collapses the streams
+ * once more with pre only; V4.1 (single-pass) collapses with the pre of the
+ * site before and has no head mixes (the order lives in src/forward.c).
  *
  * Dimension letters: n tokens, hc streams, D hidden, M = (2 + hc) * hc mixes. */
 #ifndef LT_MHC_H

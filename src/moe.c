@@ -101,7 +101,15 @@ void lt_moe_forward(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_
                     const int32_t *tokens, int64_t n, float *out) {
     lt_moe_route(w, cfg, nm, s, h, tokens, n);
     group_by_expert(cfg, s, n);
-    expert_ffn(&w->sw1, &w->sw3, &w->sw2, cfg, nm, s, h, n, NULL, out);
-    routed_experts(w, cfg, nm, s, h, n, out);
-    lt_num_store(nm, out, n * cfg->dim);
+    int64_t nd = n * cfg->dim;
+    if (lt_num_shared_expert_last(nm)) {
+        memset(out, 0, (size_t)nd * sizeof *out);
+        routed_experts(w, cfg, nm, s, h, n, out);
+        expert_ffn(&w->sw1, &w->sw3, &w->sw2, cfg, nm, s, h, n, NULL, s->yg);
+        for (int64_t i = 0; i < nd; i++) out[i] += s->yg[i];
+    } else {
+        expert_ffn(&w->sw1, &w->sw3, &w->sw2, cfg, nm, s, h, n, NULL, out);
+        routed_experts(w, cfg, nm, s, h, n, out);
+    }
+    lt_num_store(nm, out, nd);
 }

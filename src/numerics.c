@@ -57,3 +57,67 @@ void lt_num_qat_fp4_e4m3(const lt_num *nm, float *x, int64_t n, int64_t stride, 
     for (int64_t t = 0; t < n; t++)
         for (int64_t b = 0; b < stride; b += block) fake_quant_fp4_e4m3(x + t * stride + b, block);
 }
+
+/* REFERENCE: Attention.forward's `q *= torch.rsqrt(q.square().mean(-1,
+ * keepdim=True) + eps)` on the bf16 q: every op rounds to bf16 (square, the
+ * mean - an fp32 sum rounded once -, + eps, rsqrt, the product) */
+void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps) {
+    if (!lt_num_ref(nm)) {
+        lt_rmsnorm(q, q, NULL, n, eps);
+        return;
+    }
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += lt_round_bf16(q[i] * q[i]);
+    float ms = lt_round_bf16((float)(ss / (double)n));
+    float r = lt_round_bf16(1.0f / sqrtf(lt_round_bf16(ms + eps)));
+    for (int64_t i = 0; i < n; i++) q[i] = lt_round_bf16(q[i] * r);
+}
+
+/* EXACT: the softmax over the keys and the sink, normalised here.
+ * REFERENCE: kernel.py sparse_attn_kernel: the max over the keys only,
+ * acc_s = exp(s - max) in fp32, cast to bf16 (acc_s_cast) for the P.V gemm,
+ * sum_exp from the unrounded acc_s plus exp(sink - max) after the loop, and
+ * acc_o /= sum_exp at the end (one 64-key block: the online rescaling of
+ * longer rows is not modelled) */
+float lt_num_attn_softmax(const lt_num *nm, float *p, int64_t n, float sink) {
+    if (lt_num_ref(nm)) {
+        float mx = -INFINITY, den = 0.0f;
+        for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, p[j]);
+        for (int64_t j = 0; j < n; j++) {
+            float e = expf(p[j] - mx);
+            den += e;
+            p[j] = lt_round_bf16(e);
+        }
+        return den + expf(sink - mx);
+    }
+    float mx = sink;
+    for (int64_t j = 0; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+    double den = exp((double)(sink - mx));
+    for (int64_t j = 0; j < n; j++) {
+        p[j] = expf(p[j] - mx);
+        den += p[j];
+    }
+    float inv = (float)(1.0 / den);
+    for (int64_t j = 0; j < n; j++) p[j] *= inv;
+    return 1.0f;
+}
+
+/* REFERENCE: Indexer.forward on bf16 tensors: einsum(q, kv) gives bf16 dots
+ * (fp32 accumulation), relu, `* weights` bf16 products, .sum(dim=heads) an
+ * fp32 sum rounded once to bf16 (top-k then ranks bf16 values) */
+float lt_num_index_score(const lt_num *nm, const float *q, const float *wt, const float *k, int64_t hi, int64_t di) {
+    int ref = lt_num_ref(nm);
+    float s = 0.0f;
+    for (int64_t h = 0; h < hi; h++) {
+        float dot = lt_dot(q + h * di, k, di);
+        if (ref) dot = lt_round_bf16(dot);
+        float term = wt[h] * (dot > 0 ? dot : 0);
+        s += ref ? lt_round_bf16(term) : term;
+    }
+    return ref ? lt_round_bf16(s) : s;
+}
+
+/* REFERENCE: MoE.forward: y = 0 (fp32), `y[idx] += expert(...)` for the
+ * routed experts in ascending id, then `y += self.shared_experts(x)`;
+ * EXACT keeps the shared expert first */
+int lt_num_shared_expert_last(const lt_num *nm) { return lt_num_ref(nm); }

@@ -49,6 +49,22 @@ void lt_num_qat_fp8(const lt_num *nm, float *x, int64_t n, int64_t stride, int64
 void lt_num_qat_fp4(const lt_num *nm, float *x, int64_t n, int64_t stride);
 void lt_num_qat_fp4_e4m3(const lt_num *nm, float *x, int64_t n, int64_t stride, int block);
 
+/* Per-head query rescale q *= rsqrt(mean(q^2) + eps) of q[0..n) (V4). */
+void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps);
+
+/* sparse_attn's softmax of one head with its sink: p[0..n) holds the scores
+ * on entry and the weights of P.V on return; returns the divisor of P.V (1 in
+ * EXACT mode, where p is normalised). */
+float lt_num_attn_softmax(const lt_num *nm, float *p, int64_t n, float sink);
+
+/* One lightning-indexer score, sum_h wt[h] ReLU(q_h . k) over hi heads of di
+ * values (q [hi, di]). */
+float lt_num_index_score(const lt_num *nm, const float *q, const float *wt, const float *k, int64_t hi, int64_t di);
+
+/* Whether the MoE adds the shared expert after the routed experts (else
+ * before them). */
+int lt_num_shared_expert_last(const lt_num *nm);
+
 static inline int lt_num_ref(const lt_num *nm) { return nm->mode == LT_NUMERICS_REFERENCE; }
 
 #endif

@@ -170,6 +170,8 @@ static const struct {
     {LT_W_BF16, 64, 256, 0, 0},
     {LT_W_F32, 19, 45, 0, 0},
     {LT_W_F32, 66, 300, 0, 0},
+    {LT_W_FP8, 5, 4500, 128, 128}, /* more than one activation chunk of the matrix-vector product */
+    {LT_W_FP4, 3, 4608, 1, 32},
 };
 
 LT_TEST(kernels, matmul_vs_ref) {
@@ -206,7 +208,7 @@ LT_TEST(kernels, matmul_actq_vs_ref) {
             ok = check_matmul(tables, nt, &tw.w, &g, 1, 0, tw.w.rows, act_blocks[a]);
             if (ok) ok = check_matmul(tables, nt, &tw.w, &g, 13, 0, tw.w.rows, act_blocks[a]);
         }
-        if (ok) ok = check_matmul(tables, nt, &tw.w, &g, 5, 0, tw.w.rows, 64); /* a third block size */
+        if (ok) ok = check_matmul(tables, nt, &tw.w, &g, 5, 0, tw.w.rows, 48); /* blocks across panels */
         if (ok && s % 4 == 1) check_matmul(tables, nt, &tw.w, &g, 131, 0, tw.w.rows, 128);
         free_weight(&tw);
     }

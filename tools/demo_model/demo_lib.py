@@ -330,7 +330,7 @@ def qat_view(model, mtp, c):
     kinds = official_kinds(c)
     block = c["quantization_config"]["weight_block_size"]
     names = {}
-    for prefix, mod, official_prefix in (("", model, None), ("mtp.", mtp, "mtp.0.")):
+    for prefix, mod in (("", model), ("mtp.", mtp)):
         for n, p in mod.named_parameters():
             names[prefix + n] = p
 
@@ -463,6 +463,24 @@ def eval_windows(ids, T):
     n = (len(ids) // (T - 1)) * (T - 1)
     chunks = torch.as_tensor(ids[:n], dtype=torch.long).view(-1, T - 1)
     return torch.cat([torch.full((chunks.shape[0], 1), BOS, dtype=torch.long), chunks], 1)
+
+
+@torch.no_grad()
+def stream_loss(model, ids, T):
+    """`lantern perplexity --ctx T` protocol: [BOS] + the whole text as one stream, cut
+    into non-overlapping windows of T tokens (the last one shorter); every token but
+    the first of each window is scored. Returns (mean loss, scored tokens)."""
+    model.eval()
+    stream = torch.tensor([BOS] + list(ids), dtype=torch.long)
+    tot, cnt = 0.0, 0
+    for i in range(0, len(stream), T):
+        x = stream[i:i + T][None]
+        if x.shape[1] < 2:
+            continue
+        logits = model(input_ids=x, use_cache=False).logits[0]
+        tot += F.cross_entropy(logits[:-1], x[0, 1:], reduction="sum").item()
+        cnt += x.shape[1] - 1
+    return tot / cnt, cnt
 
 
 @torch.no_grad()

@@ -27,7 +27,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -199,6 +198,11 @@ def main():
     qbox = dl.final_streams(qmodel)
     report["valid_exported"] = dl.evaluate(qmodel, qmtp, qbox, windows)
     report["valid_windows"] = int(windows.shape[0])
+    vids = tok.encode(vtext).ids
+    report["valid_stream_fp32"] = dl.stream_loss(model, vids, dc.SEQ_LEN)
+    report["valid_stream_exported"] = dl.stream_loss(qmodel, vids, dc.SEQ_LEN)
+    print("valid, lantern perplexity protocol", report["valid_stream_fp32"], report["valid_stream_exported"],
+          flush=True)
     print("valid", report["valid_fp32"], report["valid_exported"], f"{time.time() - t0:.0f} s", flush=True)
 
     # cross-check against the independent reference on one window
@@ -217,16 +221,28 @@ def main():
     out = {"model": "models/demo", "mode": "HF transformers 5.24.0 DeepseekV4ForCausalLM, float32, eager, "
            "exported (dequantised) weights, no activation quantisation, greedy argmax, full recompute per token",
            "bos": "ids start with <｜begin▁of▁sentence｜> (0); the tokenizer adds no BOS itself",
-           "n_tokens": N_GREEDY, "prompts": []}
+           "n_tokens": N_GREEDY,
+           "mtp": "mtp_argmax[t] = argmax of the mtp.0 head's logits at row t of ids + greedy (row t takes the "
+                  "trunk's final streams at position t and token t+1, and predicts token t+2), computed with "
+                  "tools/demo_model/demo_lib.MTP (checked against tools/oracle/ref_v4.mtp_forward)",
+           "prompts": []}
     for text in PROMPTS:
         ids = [dl.BOS] + tok.encode(text).ids
         g, gap = greedy(qmodel, ids, N_GREEDY)
         with torch.no_grad():
             cached = qmodel.generate(torch.tensor([ids]), max_new_tokens=N_GREEDY, do_sample=False,
                                      use_cache=True, eos_token_id=None, pad_token_id=1)[0, len(ids):].tolist()
+        # MTP head on the whole sequence: row t sees token t+1 and predicts token t+2
+        seq = torch.tensor([ids + g])
+        with torch.no_grad():
+            qmodel(input_ids=seq, use_cache=False)
+            ml = qmtp(qmodel.model.embed_tokens.weight, qmodel.lm_head.weight, seq, qbox["X"])[0]
+        top2 = ml.topk(2, dim=-1).values
         out["prompts"].append({"text": text, "ids": ids, "greedy": g,
                                "decoded": tok.decode(g, skip_special_tokens=False),
-                               "min_logit_gap": round(gap, 4), "hf_generate_cached_agrees": cached == g})
+                               "min_logit_gap": round(gap, 4), "hf_generate_cached_agrees": cached == g,
+                               "mtp_argmax": ml.argmax(-1).tolist(),
+                               "mtp_min_logit_gap": round(float((top2[:, 0] - top2[:, 1]).min()), 4)})
         print(json.dumps(out["prompts"][-1], ensure_ascii=False), flush=True)
     out["min_router_gap"] = margins.router
     out["min_indexer_gap"] = margins.indexer

@@ -28,7 +28,6 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -136,7 +135,7 @@ FIXTURES = {
         T=67,
         greedy_prompt_text="The quick brown fox jumps over the lazy dog.",
         n_greedy=32,
-        seed=4253,
+        seed=4668,
         shards=None,
     ),
     "v41-tiny-b": dict(
@@ -160,7 +159,7 @@ FIXTURES = {
         T=80,
         greedy_prompt_text="Once upon a time, in a small village by the sea,",
         n_greedy=32,
-        seed=4200,
+        seed=4684,
         shards=3,
     ),
 }

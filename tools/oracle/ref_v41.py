@@ -25,7 +25,6 @@ Shared with V4 and imported from ref_v4: RMSNorm, RoPE tables (YaRN) and
 rotation, mHC mixes (Sinkhorn) and expand.
 Letters: T tokens, S = hc_mult streams, D hidden, H heads, d head_dim, G groups.
 """
-import math
 
 import numpy as np
 import torch

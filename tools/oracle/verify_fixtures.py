@@ -330,14 +330,21 @@ def verify(folder):
     return problems, report
 
 
+def _model_type(folder):
+    with open(os.path.join(folder, "config.json")) as f:
+        return json.load(f).get("model_type")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("fixtures", nargs="*", help="fixture folders (default: all of tests/fixtures/*)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     root = os.path.join(make_fixtures.REPO, "tests", "fixtures")
+    # V4 fixtures only: the V4.1 ones are verified by make_fixtures_v41.py verify
     folders = args.fixtures or sorted(os.path.join(root, d) for d in os.listdir(root)
-                                      if os.path.exists(os.path.join(root, d, "oracle.safetensors")))
+                                      if os.path.exists(os.path.join(root, d, "oracle.safetensors"))
+                                      and _model_type(os.path.join(root, d)) == "deepseek_v4")
     failed = 0
     for folder in folders:
         problems, report = verify(folder)
