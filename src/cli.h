@@ -12,6 +12,7 @@ int lt_cli_chat(int argc, char **argv);
 int lt_cli_bench(int argc, char **argv);
 int lt_cli_perplexity(int argc, char **argv);
 int lt_cli_compare(int argc, char **argv);
+int lt_cli_engram(int argc, char **argv);
 
 /* Shared flag parsing helpers: parse a number or report "--flag: bad value". */
 int lt_cli_int(const char *flag, const char *val, long lo, long hi, long *out);

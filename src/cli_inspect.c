@@ -111,7 +111,7 @@ static void describe_v41_role(const lt_config *c, int l, char *buf, size_t cap) 
     if (kv < 0) snprintf(buf, cap, "%s", "");
     else if (kv == l) snprintf(buf, cap, "KV source, index source (full)%s", cand);
     else if (ix == l)
-        snprintf(buf, cap, "KV of %d, reindex over its keys%s", kv, filtered ? " within the candidates" : "");
+        snprintf(buf, cap, "KV of %d, reindex over its keys%s%s", kv, filtered ? " within the candidates" : "", cand);
     else snprintf(buf, cap, "reuse: KV of %d, top-k of %d", kv, ix);
 }
 
@@ -180,7 +180,21 @@ static uint64_t backbone_params(const lt_inventory_stats *s) {
 
 /* ---- text output ---------------------------------------------------------------------- */
 
-static double giga(uint64_t x) { return (double)x / 1e9; }
+/* A count or byte size with a decimal unit picked for its magnitude, so the
+ * 160 GB releases and the 2 MB test fixtures both read well. */
+typedef struct { char s[32]; } scaled;
+
+static scaled with_unit(uint64_t x, const char *const units[5]) {
+    scaled r;
+    double v = (double)x;
+    int u = 0;
+    while (u < 4 && v >= 1000.0) { v /= 1000.0; u++; }
+    snprintf(r.s, sizeof r.s, u ? "%.2f %s" : "%.0f %s", v, units[u]);
+    return r;
+}
+
+static scaled count_str(uint64_t x) { return with_unit(x, (const char *const[5]){"", "K", "M", "B", "T"}); }
+static scaled bytes_str(uint64_t x) { return with_unit(x, (const char *const[5]){"bytes", "KB", "MB", "GB", "TB"}); }
 
 static void print_architecture(const lt_config *c) {
     printf("architecture   DeepSeek %s (%s)\n", c->arch == LT_ARCH_V41 ? "V4.1" : "V4", c->model_type);
@@ -228,21 +242,22 @@ static void print_schedule(const lt_config *c) {
 static void print_sizes(const inspection *in) {
     const lt_inventory_stats *s = &in->st;
     const lt_config *c = &in->c;
-    printf("\ntensors        %lld, %.2f GB (%llu bytes)\n", (long long)s->n_tensors, giga(s->bytes), (unsigned long long)s->bytes);
+    printf("\ntensors        %lld, %s (%llu bytes)\n", (long long)s->n_tensors, bytes_str(s->bytes).s, (unsigned long long)s->bytes);
     for (int d = 0; d < LT_DT_COUNT; d++)
         if (s->n_dtype[d])
-            printf("  %-12s %8lld tensors %12.2f GB\n", lt_dtype_name((lt_dtype)d), (long long)s->n_dtype[d], giga(s->bytes_dtype[d]));
-    printf("parameters     %.2f B: backbone %.2f B (routed experts %.2f B)", giga(s->params), giga(backbone_params(s)),
-           giga(s->params_part[LT_PART_EXPERT]));
-    if (s->params_part[LT_PART_ENGRAM]) printf(", Engram %.2f B", giga(s->params_part[LT_PART_ENGRAM]));
-    if (s->params_part[LT_PART_MTP]) printf(", %s %.2f B", c->dspark_block_size ? "DSpark" : "MTP", giga(s->params_part[LT_PART_MTP]));
-    if (s->params_part[LT_PART_VISION]) printf(", vision %.2f B", giga(s->params_part[LT_PART_VISION]));
-    printf("\nactive         %.2f B per decoded token (dense weights, %d of %d routed experts, looked-up table rows)\n",
-           giga(s->active_params), c->n_experts_per_tok, c->n_routed_experts);
-    printf("weights read   %.2f GB per decoded token\n", giga(s->bytes_per_token));
-    printf("kv cache       %.2f bytes per token (%lld B rows, %lld B index keys), plus a %.2f MB window ring per sequence\n",
+            printf("  %-12s %8lld tensors %12s\n", lt_dtype_name((lt_dtype)d), (long long)s->n_dtype[d], bytes_str(s->bytes_dtype[d]).s);
+    printf("parameters     %s: backbone %s (routed experts %s)", count_str(s->params).s, count_str(backbone_params(s)).s,
+           count_str(s->params_part[LT_PART_EXPERT]).s);
+    if (s->params_part[LT_PART_ENGRAM]) printf(", Engram %s", count_str(s->params_part[LT_PART_ENGRAM]).s);
+    if (s->params_part[LT_PART_MTP])
+        printf(", %s %s", c->dspark_block_size ? "DSpark" : "MTP", count_str(s->params_part[LT_PART_MTP]).s);
+    if (s->params_part[LT_PART_VISION]) printf(", vision %s", count_str(s->params_part[LT_PART_VISION]).s);
+    printf("\nactive         %s per decoded token (dense weights, %d of %d routed experts, looked-up table rows)\n",
+           count_str(s->active_params).s, c->n_experts_per_tok, c->n_routed_experts);
+    printf("weights read   %s per decoded token\n", bytes_str(s->bytes_per_token).s);
+    printf("kv cache       %.2f bytes per token (%lld B rows, %lld B index keys), plus a %s window ring per sequence\n",
            kv_bytes_per_token(c), (long long)kv_row_bytes(c), (long long)index_key_bytes(c),
-           (double)window_bytes_per_sequence(c) / 1e6);
+           bytes_str((uint64_t)window_bytes_per_sequence(c)).s);
 }
 
 static void print_check(const inspection *in) {

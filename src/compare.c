@@ -115,6 +115,7 @@ static void on_event(void *ud, const lt_trace_event *ev) {
     case LT_TRACE_ROUTER: on_router(tr, ev); break;
     case LT_TRACE_INDEXER: on_indexer(tr, ev); break;
     case LT_TRACE_FINAL: on_final(tr, ev); break;
+    case LT_TRACE_ENGRAM: break;
     }
 }
 

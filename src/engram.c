@@ -281,6 +281,7 @@ typedef struct {
     const int64_t *ids;
     const uint8_t *live;
     float *X, *emb, *kv;
+    float *gate; /* [n, hc] or NULL */
 } forward_job;
 
 /* Token t's G rows, ids[t, G], into emb[t, G * hd]: fp8 * 2^(scale - 127)
@@ -324,12 +325,16 @@ static void gate_token(void *ctx, int64_t t, int tid) {
     const forward_job *j = ctx;
     const lt_engram_layer *e = j->e;
     (void)tid;
-    if (j->live && !j->live[t]) return;
+    if (j->live && !j->live[t]) {
+        if (j->gate) memset(j->gate + t * e->hc, 0, (size_t)e->hc * sizeof *j->gate);
+        return;
+    }
     int64_t D = e->dim;
     const float *kv = j->kv + t * (e->hc + 1) * D, *value = kv + e->hc * D;
     float *x = j->X + t * e->hc * D;
     for (int i = 0; i < e->hc; i++) {
         float g = stream_gate(e, i, x + i * D, kv + i * D);
+        if (j->gate) j->gate[t * e->hc + i] = g;
         for (int64_t d = 0; d < D; d++) x[i * D + d] += g * value[d];
     }
 }
@@ -343,19 +348,29 @@ void lt_engram_lookup(const lt_engram_layer *e, const int64_t *ids, int64_t n, f
 }
 
 /* Lookup 3 and Gate: kv = wkv(emb), then the gated writes into X */
-void lt_engram_mix(const lt_engram_layer *e, const lt_num *nm, float *X, const uint8_t *live, int64_t n,
-                      float *emb, float *kv) {
-    forward_job j = {.e = e, .live = live, .X = X, .emb = emb, .kv = kv};
+static void mix(const lt_engram_layer *e, const lt_num *nm, float *X, const uint8_t *live, int64_t n, float *emb,
+                float *kv, float *gate) {
+    forward_job j = {.e = e, .live = live, .X = X, .emb = emb, .kv = kv, .gate = gate};
     lt_num_store(nm, emb, n * e->n_cols * e->hd);
     lt_num_linear(nm, &e->wkv, emb, n, kv, LT_LIN_QUANT);
     lt_parallel_for(n, gate_token, &j);
     lt_num_store(nm, X, n * e->hc * e->dim);
 }
 
+void lt_engram_mix(const lt_engram_layer *e, const lt_num *nm, float *X, const uint8_t *live, int64_t n,
+                      float *emb, float *kv) {
+    mix(e, nm, X, live, n, emb, kv, NULL);
+}
+
 void lt_engram_forward(const lt_engram_layer *e, const lt_num *nm, float *X, const int64_t *ids,
                        const uint8_t *live, int64_t n, float *emb, float *kv) {
+    lt_engram_forward_gates(e, nm, X, ids, live, n, emb, kv, NULL);
+}
+
+void lt_engram_forward_gates(const lt_engram_layer *e, const lt_num *nm, float *X, const int64_t *ids,
+                             const uint8_t *live, int64_t n, float *emb, float *kv, float *gate) {
     lt_engram_lookup(e, ids, n, emb);
-    lt_engram_mix(e, nm, X, live, n, emb, kv);
+    mix(e, nm, X, live, n, emb, kv, gate);
 }
 
 /* ==== prefetch ============================================================= */

@@ -135,6 +135,11 @@ lt_status lt_engram_layer_bind(lt_engram_layer *e, const lt_store *s, const lt_c
 void lt_engram_forward(const lt_engram_layer *e, const lt_num *nm, float *X, const int64_t *ids,
                        const uint8_t *live, int64_t n, float *emb, float *kv);
 
+/* lt_engram_forward that also writes each token's gates to gate[n, hc]
+ * (NULL: none; 0 for dead tokens), for diagnostics (`lantern engram`). */
+void lt_engram_forward_gates(const lt_engram_layer *e, const lt_num *nm, float *X, const int64_t *ids,
+                             const uint8_t *live, int64_t n, float *emb, float *kv, float *gate);
+
 /* ---- prefetch (papers 1.6: rows are known before the layer runs) -------- */
 
 typedef struct lt_engram_prefetcher lt_engram_prefetcher;

@@ -71,9 +71,15 @@ void lt_forward_block(lt_context *c, const lt_block *b, lt_attn_cache *cache, fl
     const lt_rope *rope = b->attn.ratio ? &m->rope_compress : &m->rope_main; /* 3.2: schedule by layer kind */
     int src = b->attn.kv_source;
     lt_attn_cache *kv = src < 0 || src == b->layer ? cache : &c->caches[src];           /* 5.1: shared entries */
-    if (b->engram)                                                                      /* 5.3 */
-        lt_engram_forward(b->engram, &c->num, X, c->engram_ids + (int64_t)b->engram->slot * n * b->engram->n_cols,
-                          NULL, n, c->engram_emb, c->engram_kv);
+    if (b->engram) {                                                                    /* 5.3 */
+        float *gate = c->trace ? c->post : NULL; /* post [n, hc] is free until mhc_pre */
+        lt_engram_forward_gates(b->engram, &c->num, X,
+                                c->engram_ids + (int64_t)b->engram->slot * n * b->engram->n_cols, NULL, n,
+                                c->engram_emb, c->engram_kv, gate);
+        lt_trace_event ev = {.kind = LT_TRACE_ENGRAM, .layer = b->layer, .pos0 = pos0, .n = n,
+                             .width = b->engram->hc, .f = gate};
+        if (gate) lt_context_emit(c, &ev);
+    }
     mhc_pre(c, &b->hc_attn, &b->attn_norm, X, n);                                       /* 4.2.1 */
     lt_attention_forward(&b->attn, &m->cfg, rope, &c->num, cache, kv, &c->attn, c->h, n, pos0, c->out); /* 4.3 */
     mhc_post(c, X, n);                                                                  /* 4.2.2 */

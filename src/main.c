@@ -19,6 +19,7 @@ static const command commands[] = {
     {"chat", lt_cli_chat, "a conversation on the terminal, one line per turn, answers streamed"},
     {"perplexity", lt_cli_perplexity, "cross-entropy and perplexity of a text file, in windows of --ctx tokens"},
     {"compare", lt_cli_compare, "per-layer comparison with an oracle file; names the first block out of tolerance"},
+    {"engram", lt_cli_engram, "V4.1 Engram inspector: per token n-grams, table rows hit and gates of a prompt"},
     {"bench", lt_cli_bench, "speed of decode, prefill and long context against this machine's limits"},
 };
 

@@ -42,8 +42,9 @@ typedef enum {
     LT_TRACE_HIDDEN,   /* residual after a block: f [n, hc, D] */
     LT_TRACE_ROUTER,   /* a block's routing: idx experts [n, width], f weights [n, width] */
     LT_TRACE_INDEXER,  /* a CSA block's selection: idx [n, width] ascending, count[n] used */
-    LT_TRACE_FINAL     /* after hc_head (V4.1: the last pre collapse) + norm: f [n, D]; layer -1 (trunk) or
+    LT_TRACE_FINAL,    /* after hc_head (V4.1: the last pre collapse) + norm: f [n, D]; layer -1 (trunk) or
                         * n_layers (MTP) */
+    LT_TRACE_ENGRAM    /* V4.1: an Engram layer's gates, f [n, hc] (width hc), before its attention */
 } lt_trace_kind;
 
 typedef struct {

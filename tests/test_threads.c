@@ -141,6 +141,19 @@ LT_TEST(threads, linear_thread_invariant) {
                        "lt_linear n=%lld act_block=%d differs at %d threads", (long long)ns[ni], ab, threads[ti]);
             }
         }
+    /* a row sub-range into a wider Y (grouped products such as wo_a) */
+    const int64_t r0 = 30, r1 = 101, ldy = ROWS + 5;
+    float *Ya = malloc(sizeof(float) * 9 * ldy), *Yb = malloc(sizeof(float) * 9 * ldy);
+    for (int64_t n = 1; n <= 9; n += 8) {
+        for (int64_t i = 0; i < 9 * ldy; i++) Ya[i] = Yb[i] = -1.0f;
+        lt_kern()->matmul[LT_W_FP8](&W, X, n, Ya, ldy, r0, r1);
+        CHECK(lt_threads_set(2, &err) == LT_OK);
+        lt_linear_rows(&W, X, n, Yb, ldy, r0, r1, 0);
+        CHECKF(!memcmp(Ya, Yb, sizeof(float) * (size_t)(n * ldy)), "lt_linear_rows n=%lld rows [%lld, %lld)",
+               (long long)n, (long long)r0, (long long)r1);
+    }
+    free(Ya);
+    free(Yb);
     CHECK(lt_threads_set(0, &err) == LT_OK);
     free(w);
     free(s);
