@@ -85,22 +85,6 @@ static int parse_engram_args(int argc, char **argv, engram_options *o) {
     return -1;
 }
 
-/* the prompt's ids: one chat-mode user turn, or the plain text with --raw (as `lantern run`) */
-static lt_status prompt_ids(const engram_options *o, lt_tokenizer *tok, lt_token_vec *ids, lt_error *err) {
-    if (o->raw) return lt_tokenizer_encode(tok, o->prompt, strlen(o->prompt), 1, ids, err);
-    lt_chat_options co = {0};
-    lt_status st = lt_chat_format_detect(o->g.dir, tok, &co.format, err);
-    if (st != LT_OK) return st;
-    json_t *msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", o->prompt);
-    if (!msgs) return lt_fail(err, LT_ERR_NOMEM, "out of memory building the chat message");
-    char *text = NULL;
-    size_t len = 0;
-    st = lt_chat_encode(msgs, NULL, &co, &text, &len, err);
-    json_decref(msgs);
-    if (st == LT_OK) st = lt_tokenizer_encode(tok, text, len, 1, ids, err);
-    free(text);
-    return st;
-}
 
 static int slot_of(const inspection *in, int layer) {
     for (int s = 0; s < in->L; s++)
@@ -318,7 +302,7 @@ static lt_status engram(engram_options *o, lt_gen *g, lt_error *err) {
     inspection in = {0};
     int64_t *scratch = NULL;
     layer_stats *ls = NULL;
-    st = prompt_ids(o, g->tok, &v, err);
+    st = lt_gen_prompt_ids(o->g.dir, g->tok, o->prompt, o->raw, &v, err);
     if (st == LT_OK && v.n == 0) st = lt_fail(err, LT_ERR_ARG, "the prompt gives no tokens");
     if (st == LT_OK && (int64_t)v.n > lt_model_config(g->m)->max_position_embeddings)
         st = lt_fail(err, LT_ERR_ARG, "the prompt's %zu tokens exceed the model's maximum %lld", v.n,

@@ -62,22 +62,6 @@ static int parse_run_args(int argc, char **argv, run_options *o) {
     return -1;
 }
 
-/* the prompt's ids: one chat-mode user turn, or the plain text with --raw */
-static lt_status prompt_ids(const run_options *o, lt_tokenizer *tok, lt_token_vec *ids, lt_error *err) {
-    if (o->raw) return lt_tokenizer_encode(tok, o->prompt, strlen(o->prompt), 1, ids, err);
-    lt_chat_options co = {0};
-    lt_status st = lt_chat_format_detect(o->g.dir, tok, &co.format, err);
-    if (st != LT_OK) return st;
-    json_t *msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", o->prompt);
-    if (!msgs) return lt_fail(err, LT_ERR_NOMEM, "out of memory building the chat message");
-    char *text = NULL;
-    size_t len = 0;
-    st = lt_chat_encode(msgs, NULL, &co, &text, &len, err);
-    json_decref(msgs);
-    if (st == LT_OK) st = lt_tokenizer_encode(tok, text, len, 1, ids, err);
-    free(text);
-    return st;
-}
 
 static void to_stdout(void *ud, const char *text, size_t len) {
     (void)ud;
@@ -89,7 +73,7 @@ static lt_status run(run_options *o, lt_gen *g, lt_error *err) {
     lt_status st = lt_gen_resolve_dir(&o->g, err);
     if (st == LT_OK) st = lt_gen_open(g, &o->g, err);
     lt_token_vec ids = {0};
-    if (st == LT_OK) st = prompt_ids(o, g->tok, &ids, err);
+    if (st == LT_OK) st = lt_gen_prompt_ids(o->g.dir, g->tok, o->prompt, o->raw, &ids, err);
     int64_t n_ctx = o->g.ctx ? o->g.ctx : (int64_t)ids.n + o->g.n_predict;
     if (st == LT_OK && (int64_t)ids.n + o->g.n_predict > n_ctx)
         st = lt_fail(err, LT_ERR_ARG, "prompt (%zu tokens) + -n %ld exceed --ctx %lld", ids.n, o->g.n_predict,

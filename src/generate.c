@@ -1,6 +1,7 @@
 /* Shared pieces of the commands that run a model (contract in generate.h). */
 #include "generate.h"
 
+#include "chat.h"
 #include "cli.h"
 #include "threads.h"
 #include "util.h"
@@ -224,4 +225,21 @@ void lt_gen_print_stats(const lt_gen *g, const char *cmd) {
             cmd, (long long)g->n_prompt, reused, g->t_prompt, per_s(g->n_prompt, g->t_prompt), (long long)g->n_gen,
             g->t_gen, per_s(g->n_gen, g->t_gen), g->n_gen ? 1e3 * g->t_gen / (double)g->n_gen : 0.0,
             lt_model_kv_bytes_per_token(g->m));
+}
+
+lt_status lt_gen_prompt_ids(const char *dir, lt_tokenizer *tok, const char *prompt, int raw, lt_token_vec *ids,
+                            lt_error *err) {
+    if (raw) return lt_tokenizer_encode(tok, prompt, strlen(prompt), 1, ids, err);
+    lt_chat_options co = {0};
+    lt_status st = lt_chat_format_detect(dir, tok, &co.format, err);
+    if (st != LT_OK) return st;
+    json_t *msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", prompt);
+    if (!msgs) return lt_fail(err, LT_ERR_NOMEM, "out of memory building the chat message");
+    char *text = NULL;
+    size_t len = 0;
+    st = lt_chat_encode(msgs, NULL, &co, &text, &len, err);
+    json_decref(msgs);
+    if (st == LT_OK) st = lt_tokenizer_encode(tok, text, len, 1, ids, err);
+    free(text);
+    return st;
 }

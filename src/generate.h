@@ -99,4 +99,9 @@ lt_status lt_gen_generate(lt_gen *g, int64_t n_max, const volatile sig_atomic_t 
 /* "lantern <cmd>: prompt N tokens (R reused) in ...; generated ..." on stderr. */
 void lt_gen_print_stats(const lt_gen *g, const char *cmd);
 
+/* The prompt's ids: one user turn in the model's chat format (with the
+ * generation prompt), or the plain text with raw; special tokens are parsed. */
+lt_status lt_gen_prompt_ids(const char *dir, lt_tokenizer *tok, const char *prompt, int raw, lt_token_vec *ids,
+                            lt_error *err);
+
 #endif

@@ -487,18 +487,9 @@ lt_status lt_inventory_check(const lt_inventory *inv, const lt_store *s, lt_inve
 
 lt_status lt_inventory_check_index(const lt_inventory *inv, const char *index_path, lt_inventory_report *rep,
                                    lt_error *err) {
-    char *text;
-    lt_status st = lt_read_file(index_path, &text, NULL, err);
+    json_t *root, *wm;
+    lt_status st = lt_index_load(index_path, &root, &wm, err);
     if (st != LT_OK) return st;
-    json_error_t je;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-    free(text);
-    if (!root) return lt_fail(err, LT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", index_path, je.line, je.text);
-    json_t *wm = json_object_get(root, "weight_map");
-    if (!json_is_object(wm)) {
-        json_decref(root);
-        return lt_fail(err, LT_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
-    }
     check_state cs = {.rep = rep};
     uint64_t derived = 0;
     for (int64_t i = 0; i < inv->n_tensors; i++) {

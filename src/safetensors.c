@@ -254,21 +254,29 @@ lt_status lt_store_open_file(lt_store *s, const char *path, lt_error *err) {
     return st;
 }
 
-/* Reads the index's weight_map and maps each shard it names once, in order
- * of first mention; then checks each listed tensor sits in its named shard. */
-static lt_status open_index(lt_store *s, const char *dir, const char *index_path, int verbose, lt_error *err) {
+lt_status lt_index_load(const char *index_path, json_t **root, json_t **weight_map, lt_error *err) {
     char *text;
     lt_status st = lt_read_file(index_path, &text, NULL, err);
     if (st != LT_OK) return st;
     json_error_t je;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    *root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
     free(text);
-    if (!root) return lt_fail(err, LT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", index_path, je.line, je.text);
-    json_t *wm = json_object_get(root, "weight_map");
-    if (!json_is_object(wm) || json_object_size(wm) == 0) {
-        json_decref(root);
+    if (!*root) return lt_fail(err, LT_ERR_FORMAT, "%s: invalid JSON at line %d: %s", index_path, je.line, je.text);
+    *weight_map = json_object_get(*root, "weight_map");
+    if (!json_is_object(*weight_map) || json_object_size(*weight_map) == 0) {
+        json_decref(*root);
+        *root = NULL;
         return lt_fail(err, LT_ERR_FORMAT, "%s: missing or empty \"weight_map\" object", index_path);
     }
+    return LT_OK;
+}
+
+/* Reads the index's weight_map and maps each shard it names once, in order
+ * of first mention; then checks each listed tensor sits in its named shard. */
+static lt_status open_index(lt_store *s, const char *dir, const char *index_path, int verbose, lt_error *err) {
+    json_t *root, *wm;
+    lt_status st = lt_index_load(index_path, &root, &wm, err);
+    if (st != LT_OK) return st;
     const char **shards = calloc(json_object_size(wm), sizeof *shards);
     int n_shards = 0;
     const char *name;

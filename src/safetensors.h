@@ -69,6 +69,11 @@ lt_status lt_store_open_file(lt_store *s, const char *path, lt_error *err);
  * or a single model.safetensors. verbose prints progress per shard to stderr. */
 lt_status lt_store_open_dir(lt_store *s, const char *dir, int verbose, lt_error *err);
 
+/* Parses model.safetensors.index.json: *root (release with json_decref) and
+ * its non-empty "weight_map" object {tensor name: shard file}. */
+typedef struct json_t json_t;
+lt_status lt_index_load(const char *index_path, json_t **root, json_t **weight_map, lt_error *err);
+
 const lt_tensor *lt_store_find(const lt_store *s, const char *name);
 int64_t lt_tensor_numel(const lt_tensor *t);
 
