@@ -152,7 +152,7 @@ void lt_bench_attn_token(lt_bench_attn *c, double *index_seconds, double *attn_s
     int64_t n_sel = c->n_att;
     const int32_t *sel = NULL;
     if (c->keys.rows) {
-        lt_index_scores(&c->keys, &c->iq, c->wt, c->keys.rows, c->score);
+        lt_index_scores(&c->keys, &c->iq, c->wt, 1, c->keys.rows, c->score); /* reference numerics */
         n_sel = lt_indexer_topk(c->score, c->keys.rows, c->a->index_topk, c->heap_s, c->heap_i, c->sel);
         sel = c->sel;
         *kv_bytes += (uint64_t)lt_weight_bytes(&c->keys);

@@ -12,6 +12,7 @@
  * Output: a table, or one JSON object with --json. Conventions of cli.h. */
 #include "bench.h"
 #include "cli.h"
+#include "engram.h"
 #include "kernels.h"
 #include "threads.h"
 #include "util.h"
@@ -25,6 +26,8 @@
 static const char bench_usage[] =
     "usage: lantern bench --synthetic ARCH [options]    synthetic layers at real dimensions\n"
     "       lantern bench -m DIR [options]              a real model folder\n"
+    "       lantern bench --engram FILE [--rows N]      V4.1 Engram lookups: table resident vs\n"
+    "                                                   evicted from the page cache, +- prefetch\n"
     "  --synthetic ARCH    v4-flash, v4-pro or v41-flash\n"
     "  --layers N          synthetic layers (real layers 2, 3, ...; default 2)\n"
     "  --experts N         routed experts materialised per layer (default: all that fit in\n"
@@ -39,11 +42,13 @@ static const char bench_usage[] =
     "  --kernel NAME       force a kernel table: ref, avx2, avx512, neon (default: best)\n"
     "  --json              print one JSON object instead of the table\n"
     "  -m DIR              real model: prefill of the first prompt length, then decode\n"
+    "  --engram FILE       synthetic Engram table of real row size (256 FP8 + 8 scales), written to\n"
+    "                      FILE once and reused; --rows N rows (default 12000000, ~3.2 GB)\n"
     "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n";
 
 typedef struct {
-    const char *arch, *dir, *kernel;
-    long layers, experts, tokens, threads;
+    const char *arch, *dir, *kernel, *engram;
+    long layers, experts, tokens, threads, rows;
     long prompts[MAX_LIST], contexts[MAX_LIST];
     int n_prompts, n_contexts, head, json;
 } bench_options;
@@ -67,7 +72,7 @@ static int list_value(const char *flag, const char *val, long hi, long *out, int
 
 /* 0 ok, 1 help printed, 2 usage error */
 static int parse(int argc, char **argv, bench_options *o) {
-    *o = (bench_options){.layers = 2, .tokens = 8, .prompts = {128, 512, 2048}, .n_prompts = 3,
+    *o = (bench_options){.layers = 2, .tokens = 8, .rows = 12000000, .prompts = {128, 512, 2048}, .n_prompts = 3,
                          .contexts = {4096, 65536, 262144, 1048576}, .n_contexts = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -85,6 +90,8 @@ static int parse(int argc, char **argv, bench_options *o) {
         int ok = 1;
         if (!strcmp(a, "--synthetic")) o->arch = v;
         else if (!strcmp(a, "-m")) o->dir = v;
+        else if (!strcmp(a, "--engram")) o->engram = v;
+        else if (!strcmp(a, "--rows")) ok = lt_cli_int(a, v, 1000, 2000000000L, &o->rows);
         else if (!strcmp(a, "--kernel")) o->kernel = v;
         else if (!strcmp(a, "--layers")) ok = lt_cli_int(a, v, 1, 200, &o->layers);
         else if (!strcmp(a, "--experts")) ok = lt_cli_int(a, v, 0, 1 << 16, &o->experts);
@@ -98,8 +105,8 @@ static int parse(int argc, char **argv, bench_options *o) {
         }
         if (!ok) return 2;
     }
-    if (!o->arch == !o->dir) {
-        fprintf(stderr, "lantern bench: give exactly one of --synthetic ARCH and -m DIR\n%s", bench_usage);
+    if (!!o->arch + !!o->dir + !!o->engram != 1) {
+        fprintf(stderr, "lantern bench: give exactly one of --synthetic ARCH, -m DIR and --engram FILE\n%s", bench_usage);
         return 2;
     }
     if (o->arch && !lt_bench_arch_find(o->arch)) {
@@ -309,6 +316,11 @@ int lt_cli_bench(int argc, char **argv) {
     if (lt_threads_set((int)o.threads, &err) != LT_OK) {
         fprintf(stderr, "lantern bench: %s\n", err.msg);
         return 2;
+    }
+    if (o.engram) {
+        if (lt_engram_bench(o.engram, o.rows, 300, 5.0, stdout, &err) == 0) return 0;
+        fprintf(stderr, "lantern bench: %s\n", err.msg);
+        return 1;
     }
     return o.arch ? run_synthetic(&o) : run_model(&o);
 }

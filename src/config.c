@@ -420,6 +420,10 @@ static lt_status read_quant(lt_config *c, const reader *r) {
         if (st == LT_OK && n == 2) { c->block_r = (int)blk[0]; c->block_c = (int)blk[1]; }
         else if (st == LT_OK && n >= 0)
             st = lt_fail(r->err, LT_ERR_CONFIG, "%s: %sweight_block_size has %d entries but must be [rows, cols]", r->path, qscope, n);
+        /* the activation quantiser quantises one K block in L1 (kernels_simd.h) */
+        if (st == LT_OK && c->block_c > 256)
+            st = lt_fail(r->err, LT_ERR_UNSUPPORTED, "%s: %sweight_block_size[1] is %d but at most 256 is supported",
+                         r->path, qscope, c->block_c);
     }
     /* V4 keeps expert_dtype at the top level, V4.1 inside quantization_config */
     const char *ed = NULL;

@@ -58,12 +58,14 @@ typedef struct {
                      int64_t c0, int64_t c1, float *o);
     /* Lightning-indexer scores (spec 4.3 step 16) of keys j in [j0, j1):
      *   score[j] = sum_{h < Q->rows} wt[h] ReLU(Q[h] . K[j]),
+     * with bf16 (reference numerics: the official bf16 einsum) each dot, each
+     * head's term and the sum rounded to bf16, the sum itself in fp32;
      * K [n_keys, d] and Q [heads, d] F32 (exact numerics) or FP4 with per-32
      * scales (reference numerics: the FP4 round trips of index keys and
      * queries, spec 3.5, stored at 68 bytes per 128-wide row); heads <=
      * LT_INDEX_MAX_HEADS and heads * d <= LT_INDEX_MAX_QUERY. FP4 x FP4 runs as int8 dot products where the CPU
      * has them, bit-identical to ref (block sums are exact integers). */
-    void (*index_score)(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t j0, int64_t j1,
+    void (*index_score)(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t j0, int64_t j1,
                         float *score);
     /* Peak-FMA probe for lantern bench: `iters` rounds of fused multiply-adds
      * on independent register-only chains at this table's vector width.

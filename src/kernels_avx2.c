@@ -106,6 +106,13 @@ static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) {
     return ue8m0_lanes(_mm256_setr_m128i(_mm_set1_epi32(p[0]), _mm_set1_epi32(p[1])));
 }
 
+static inline lt_vf v_round_bf16(lt_vf v) {
+    __m256i u = _mm256_castps_si256(v);
+    u = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(_mm256_srli_epi32(u, 16),
+                                                                                           _mm256_set1_epi32(1))));
+    return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32((int)0xFFFF0000u)));
+}
+
 static inline lt_vf v_round_e4m3(lt_vf v) {
     /* normals keep 3 mantissa bits (round half to even on the bits);
      * below 2^-6 the grid is the fixed subnormal step 2^-9 */

@@ -87,6 +87,13 @@ static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) {
     return ue8m0_lanes(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), b));
 }
 
+static inline lt_vf v_round_bf16(lt_vf v) {
+    __m512i u = _mm512_castps_si512(v);
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                                                           _mm512_set1_epi32(1))));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
 static inline lt_vf v_round_e4m3(lt_vf v) {
     /* normals keep 3 mantissa bits (round half to even on the bits);
      * below 2^-6 the grid is the fixed subnormal step 2^-9 */
@@ -135,8 +142,8 @@ static inline void v_transpose(lt_vf r[16]) {
  * keys are biased by +12 and each block sum starts at -12 * (the block's
  * query code sum). A block sum of 32 products is an exact integer; times
  * (query scale / 4) and the key scale it is exact too, so adding the four
- * blocks in order, then ReLU, multiply and add over heads in order, repeats
- * ref's arithmetic bit for bit. Per 16 keys the codes are transposed to
+ * blocks in order, then ReLU, multiply and add over heads in order (with the
+ * same bf16 roundings), repeats ref's arithmetic bit for bit. Per 16 keys the codes are transposed to
  * [dim group][key] dwords once, then every head runs 32 vpdpbusd. */
 #define IDX_DIM 128
 #define IDX_BIAS 12
@@ -193,10 +200,10 @@ static void vnni_keys(const lt_weight *K, int64_t j, int n, __m512i lo[16], __m5
 }
 
 __attribute__((target("avx512vnni"))) static void index_score_vnni(const lt_weight *K, const lt_weight *Q,
-                                                                    const float *wt, int64_t j0, int64_t j1,
-                                                                    float *score) {
+                                                                    const float *wt, int bf16, int64_t j0,
+                                                                    int64_t j1, float *score) {
     if (K->type != LT_W_FP4 || Q->type != LT_W_FP4 || K->cols != IDX_DIM) {
-        index_score_simd(K, Q, wt, j0, j1, score);
+        index_score_simd(K, Q, wt, bf16, j0, j1, score);
         return;
     }
     vnni_query vq;
@@ -227,10 +234,12 @@ __attribute__((target("avx512vnni"))) static void index_score_vnni(const lt_weig
                 __m512 s = b ? _mm512_load_ps(part_sum[h]) : _mm512_setzero_ps();
                 s = _mm512_fmadd_ps(part, sk[b], s); /* part * sk is exact: one rounding, as ref */
                 if (b < 3) _mm512_store_ps(part_sum[h], s);
+                else if (bf16) out = _mm512_add_ps(out, v_round_bf16(_mm512_mul_ps(_mm512_max_ps(v_round_bf16(s),
+                                                       _mm512_setzero_ps()), _mm512_set1_ps(wt[h]))));
                 else out = _mm512_add_ps(out, _mm512_mul_ps(_mm512_max_ps(s, _mm512_setzero_ps()), _mm512_set1_ps(wt[h])));
             }
         }
-        _mm512_mask_storeu_ps(score + j, (__mmask16)((1u << n) - 1), out);
+        _mm512_mask_storeu_ps(score + j, (__mmask16)((1u << n) - 1), bf16 ? v_round_bf16(out) : out);
     }
 }
 

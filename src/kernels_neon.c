@@ -104,6 +104,12 @@ static inline lt_vf v_dec_ue8m0(const uint8_t *p) {
 
 static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) { return ue8m0_lanes(vdupq_n_u32(p[0])); }
 
+static inline lt_vf v_round_bf16(lt_vf v) {
+    uint32x4_t u = vreinterpretq_u32_f32(v);
+    u = vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7FFF), vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1))));
+    return vreinterpretq_f32_u32(vandq_u32(u, vdupq_n_u32(0xFFFF0000u)));
+}
+
 static inline lt_vf v_round_e4m3(lt_vf v) {
     /* normals keep 3 mantissa bits (round half to even on the bits);
      * below 2^-6 the grid is the fixed subnormal step 2^-9 */

@@ -137,8 +137,8 @@ static void attn_mix_ref(const float *P, int64_t nh, int64_t lds, const float *c
 
 /* spec 4.3 step 16: per key, the ReLU'd head dots weighted and summed; the
  * query rows are decoded once, each key row is decoded as it is summed */
-static void index_score_ref(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t j0, int64_t j1,
-                            float *score) {
+static void index_score_ref(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t j0,
+                            int64_t j1, float *score) {
     float q[LT_INDEX_MAX_QUERY];
     for (int64_t h = 0; h < Q->rows; h++) lt_weight_row(Q, h, q + h * Q->cols);
     act_cursor a;
@@ -148,9 +148,11 @@ static void index_score_ref(const lt_weight *K, const lt_weight *Q, const float 
         float acc = 0.0f;
         for (int64_t h = 0; h < Q->rows; h++) {
             a.x = q + h * K->cols;
-            acc += wt[h] * fmaxf(row_dot[K->type](K, j, &a), 0.0f);
+            float dot = row_dot[K->type](K, j, &a);
+            if (bf16) acc += lt_round_bf16(wt[h] * fmaxf(lt_round_bf16(dot), 0.0f));
+            else acc += wt[h] * fmaxf(dot, 0.0f);
         }
-        score[j] = acc;
+        score[j] = bf16 ? lt_round_bf16(acc) : acc;
     }
 }
 

@@ -24,6 +24,7 @@
  *   v_dec_ue8m0_x4(p)          LT_VL/4 scales, each repeated in 4 lanes: lane i
  *                              = scale of block i/4 (the blocks of such a group)
  *   v_round_e4m3(v)            |v| <= 448 rounded to the e4m3 grid (RNE)
+ *   v_round_bf16(v)            rounded to bf16 (RNE), as f32
  *   v_transpose(v[LT_VL])      transposes an LT_VL x LT_VL tile in registers
  *   LT_MR_V, LT_NT             prefill register tile: LT_MR_V vectors of
  *                              weight rows times LT_NT activation rows
@@ -629,7 +630,7 @@ static void attn_mix_simd(const float *P, int64_t nh, int64_t lds, const float *
 /* score[j] = sum_h wt[h] ReLU(q_h . K[j]) for keys j in [j0, j1): the keys
  * are weight rows (F32 or FP4), the decoded query heads activation rows; each
  * panel's head x key tile goes straight into the ReLU-weighted sum. */
-LT_INLINE void index_score_any(lt_wtype t, const lt_weight *K, const float *q, const float *wt, int64_t nh,
+LT_INLINE void index_score_any(lt_wtype t, const lt_weight *K, const float *q, const float *wt, int bf16, int64_t nh,
                                int64_t j0, int64_t j1, float *score) {
     float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
     float S[LT_INDEX_MAX_HEADS * LT_MR] __attribute__((aligned(64))); /* [nh][LT_MR] */
@@ -644,19 +645,22 @@ LT_INLINE void index_score_any(lt_wtype t, const lt_weight *K, const float *q, c
         }
         for (int g = 0; g < LT_MR_V; g++) {
             lt_vf acc = v_zero();
-            for (int64_t h = 0; h < nh; h++)
-                acc = v_fma(v_max(v_load(S + h * LT_MR + g * LT_VL), v_zero()), v_set1(wt[h]), acc);
-            y_store(score + j + g * LT_VL, acc, mr - g * LT_VL);
+            for (int64_t h = 0; h < nh; h++) {
+                lt_vf d = v_load(S + h * LT_MR + g * LT_VL);
+                if (bf16) acc = v_add(acc, v_round_bf16(v_mul(v_max(v_round_bf16(d), v_zero()), v_set1(wt[h]))));
+                else acc = v_fma(v_max(d, v_zero()), v_set1(wt[h]), acc);
+            }
+            y_store(score + j + g * LT_VL, bf16 ? v_round_bf16(acc) : acc, mr - g * LT_VL);
         }
     }
 }
 
-static void index_score_simd(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t j0, int64_t j1,
-                             float *score) {
+static void index_score_simd(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t j0,
+                             int64_t j1, float *score) {
     float q[LT_INDEX_MAX_QUERY] __attribute__((aligned(64)));
     for (int64_t h = 0; h < Q->rows; h++) lt_weight_row(Q, h, q + h * Q->cols);
-    if (K->type == LT_W_FP4) index_score_any(LT_W_FP4, K, q, wt, Q->rows, j0, j1, score);
-    else index_score_any(LT_W_F32, K, q, wt, Q->rows, j0, j1, score);
+    if (K->type == LT_W_FP4) index_score_any(LT_W_FP4, K, q, wt, bf16, Q->rows, j0, j1, score);
+    else index_score_any(LT_W_F32, K, q, wt, bf16, Q->rows, j0, j1, score);
 }
 
 /* ---- peak FMA probe ----------------------------------------------------- */

@@ -115,6 +115,7 @@ typedef struct {
     const lt_kernels *k;
     const lt_weight *K, *Q;
     const float *wt;
+    int bf16;
     int64_t n_keys;
     float *score;
 } index_job;
@@ -123,10 +124,11 @@ static void index_item(void *ctx, int64_t i, int tid) {
     const index_job *j = ctx;
     (void)tid;
     int64_t j0 = i * INDEX_KEYS_PER_ITEM, j1 = LT_MIN_I64(j0 + INDEX_KEYS_PER_ITEM, j->n_keys);
-    j->k->index_score(j->K, j->Q, j->wt, j0, j1, j->score);
+    j->k->index_score(j->K, j->Q, j->wt, j->bf16, j0, j1, j->score);
 }
 
-void lt_index_scores(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t n_keys, float *score) {
-    index_job j = {lt_kern(), K, Q, wt, n_keys, score};
+void lt_index_scores(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t n_keys,
+                     float *score) {
+    index_job j = {lt_kern(), K, Q, wt, bf16, n_keys, score};
     lt_parallel_for((n_keys + INDEX_KEYS_PER_ITEM - 1) / INDEX_KEYS_PER_ITEM, index_item, &j);
 }

@@ -34,7 +34,9 @@ void lt_attention_rows(const float *q, int64_t nh, int64_t d, const float *const
 
 /* Lightning-indexer scores (spec 4.3 step 16) of keys [0, n_keys):
  * score[j] = sum_h wt[h] ReLU(Q[h] . K[j]), with K and Q F32 or FP4 weight
- * views (kernels.h, index_score); split in key ranges. */
-void lt_index_scores(const lt_weight *K, const lt_weight *Q, const float *wt, int64_t n_keys, float *score);
+ * views and bf16 the reference numerics' roundings (kernels.h,
+ * index_score); split in key ranges. */
+void lt_index_scores(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t n_keys,
+                     float *score);
 
 #endif

@@ -230,3 +230,12 @@ LT_TEST(config, error_schedule) {
     st = parse_edited(&c, "text_config", "kv_source_layer_ids", json_pack("[i,i,i,i,i]", 0, 2, 8, 14, 20), &err);
     expect_error(st, LT_ERR_CONFIG, &err, "kv_source_layer_ids[0] is layer 0, a sliding-only layer");
 }
+
+LT_TEST(config, error_activation_block_too_wide) {
+    lt_config c;
+    lt_error err;
+    json_t *q = json_pack("{s:s, s:s, s:s, s:[i,i]}", "quant_method", "fp8", "fmt", "e4m3", "scale_fmt", "ue8m0",
+                          "weight_block_size", 128, 512);
+    lt_status st = parse_edited(&c, NULL, "quantization_config", q, &err);
+    expect_error(st, LT_ERR_UNSUPPORTED, &err, "weight_block_size[1] is 512 but at most 256");
+}

@@ -385,8 +385,10 @@ LT_TEST(kernels, attention_vs_ref) {
 }
 
 /* indexer scores: SIMD against ref within 1e-5 of sum_h |wt_h| sum_c |q_hc
- * k_jc|, FP4 x FP4 on int8 dot products bit for bit (avx512-vnni); keys
- * outside [j0, j1) are not written; lt_index_scores equals one whole call */
+ * k_jc| (with the bf16 roundings, within one bf16 step of that: a dot may
+ * round the other way), FP4 x FP4 on int8 dot products bit for bit
+ * (avx512-vnni); keys outside [j0, j1) are not written; lt_index_scores
+ * equals one whole call */
 LT_TEST(kernels, index_score_vs_ref) {
     const lt_kernels *tables[4];
     int nt = simd_tables(tables);
@@ -396,39 +398,41 @@ LT_TEST(kernels, index_score_vs_ref) {
         {LT_W_F32, LT_W_F32, 45, 64, 0, 45},   {LT_W_F32, LT_W_F32, 33, 13, 1, 32},
     };
     enum { DI = 128 };
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int64_t n = cases[ci].n_keys, nh = cases[ci].nh;
-        test_weight K = make_weight(&g, cases[ci].tk, n, DI, 1, 32), Q = make_weight(&g, cases[ci].tq, nh, DI, 1, 32);
-        float *wt = malloc(sizeof(float) * (size_t)nh), *q = malloc(sizeof(float) * (size_t)(nh * DI));
-        float *sr = malloc(sizeof(float) * (size_t)n), *ss = malloc(sizeof(float) * (size_t)n), key[DI];
-        for (int64_t h = 0; h < nh; h++) wt[h] = runif(&g), lt_weight_row(&Q.w, h, q + h * DI);
-        lt_kernels_ref.index_score(&K.w, &Q.w, wt, cases[ci].j0, cases[ci].j1, sr);
-        int exact_fp4 = cases[ci].tk == LT_W_FP4 && cases[ci].tq == LT_W_FP4;
-        for (int ti = 0; ti < nt; ti++) {
-            int exact = exact_fp4 && !strcmp(tables[ti]->name, "avx512-vnni");
-            for (int64_t j = 0; j < n; j++) ss[j] = SENTINEL;
-            tables[ti]->index_score(&K.w, &Q.w, wt, cases[ci].j0, cases[ci].j1, ss);
-            for (int64_t j = 0; j < n; j++) {
-                if (j < cases[ci].j0 || j >= cases[ci].j1) {
-                    CHECKF(ss[j] == SENTINEL, "%s wrote key %lld outside the range", tables[ti]->name, (long long)j);
-                    continue;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            int64_t n = cases[ci].n_keys, nh = cases[ci].nh;
+            test_weight K = make_weight(&g, cases[ci].tk, n, DI, 1, 32), Q = make_weight(&g, cases[ci].tq, nh, DI, 1, 32);
+            float *wt = malloc(sizeof(float) * (size_t)nh), *q = malloc(sizeof(float) * (size_t)(nh * DI));
+            float *sr = malloc(sizeof(float) * (size_t)n), *ss = malloc(sizeof(float) * (size_t)n), key[DI];
+            for (int64_t h = 0; h < nh; h++) wt[h] = runif(&g), lt_weight_row(&Q.w, h, q + h * DI);
+            lt_kernels_ref.index_score(&K.w, &Q.w, wt, bf16, cases[ci].j0, cases[ci].j1, sr);
+            int exact_fp4 = cases[ci].tk == LT_W_FP4 && cases[ci].tq == LT_W_FP4;
+            for (int ti = 0; ti < nt; ti++) {
+                int exact = exact_fp4 && !strcmp(tables[ti]->name, "avx512-vnni");
+                for (int64_t j = 0; j < n; j++) ss[j] = SENTINEL;
+                tables[ti]->index_score(&K.w, &Q.w, wt, bf16, cases[ci].j0, cases[ci].j1, ss);
+                for (int64_t j = 0; j < n; j++) {
+                    if (j < cases[ci].j0 || j >= cases[ci].j1) {
+                        CHECKF(ss[j] == SENTINEL, "%s wrote key %lld outside the range", tables[ti]->name, (long long)j);
+                        continue;
+                    }
+                    lt_weight_row(&K.w, j, key);
+                    double bound = 0.0;
+                    for (int64_t h = 0; h < nh; h++)
+                        for (int64_t c = 0; c < DI; c++) bound += fabs((double)wt[h] * q[h * DI + c] * key[c]);
+                    bound *= bf16 ? 0x1p-7 : 1e-5;
+                    CHECKF(exact ? ss[j] == sr[j] : fabs((double)ss[j] - sr[j]) <= bound,
+                           "%s %s keys, %s queries, bf16 %d, key %lld: %.9g, ref %.9g", tables[ti]->name,
+                           type_name(K.w.type), type_name(Q.w.type), bf16, (long long)j, ss[j], sr[j]);
                 }
-                lt_weight_row(&K.w, j, key);
-                double bound = 0.0;
-                for (int64_t h = 0; h < nh; h++)
-                    for (int64_t c = 0; c < DI; c++) bound += fabs((double)wt[h] * q[h * DI + c] * key[c]);
-                CHECKF(exact ? ss[j] == sr[j] : fabs((double)ss[j] - sr[j]) <= 1e-5 * bound,
-                       "%s %s keys, %s queries, key %lld: %.9g, ref %.9g", tables[ti]->name, type_name(K.w.type),
-                       type_name(Q.w.type), (long long)j, ss[j], sr[j]);
             }
+            if (cases[ci].j0 == 0 && cases[ci].j1 == n) { /* the threaded form, bit for bit */
+                lt_kern()->index_score(&K.w, &Q.w, wt, bf16, 0, n, sr);
+                lt_index_scores(&K.w, &Q.w, wt, bf16, n, ss);
+                CHECK(!memcmp(sr, ss, sizeof(float) * (size_t)n));
+            }
+            free(wt), free(q), free(sr), free(ss);
+            free_weight(&K);
+            free_weight(&Q);
         }
-        if (cases[ci].j0 == 0 && cases[ci].j1 == n) { /* the threaded form, bit for bit */
-            lt_kern()->index_score(&K.w, &Q.w, wt, 0, n, sr);
-            lt_index_scores(&K.w, &Q.w, wt, n, ss);
-            CHECK(!memcmp(sr, ss, sizeof(float) * (size_t)n));
-        }
-        free(wt), free(q), free(sr), free(ss);
-        free_weight(&K);
-        free_weight(&Q);
-    }
 }
