@@ -93,7 +93,9 @@ lt_status lt_gen_resolve_dir(lt_gen_options *o, lt_error *err) {
 }
 
 lt_status lt_gen_open(lt_gen *g, const lt_gen_options *o, lt_error *err) {
-    lt_model_params mp = {.numerics = o->numerics, .n_threads = (int)o->threads};
+    /* progress (shards mapped, prefill) only where a person watches stderr */
+    lt_model_params mp = {.numerics = o->numerics, .n_threads = (int)o->threads, .verbose = isatty(STDERR_FILENO)};
+    g->progress = mp.verbose;
     lt_status st = lt_model_open(&g->m, o->dir, &mp, err);
     return st == LT_OK ? lt_tokenizer_load(&g->tok, o->dir, err) : st;
 }
@@ -165,7 +167,10 @@ lt_status lt_gen_prefill(lt_gen *g, const int32_t *ids, size_t n, const volatile
             lt_sampler_accept(g->sampler, ids[at + j]);
             st = lt_token_vec_push(&g->seq, ids[at + j], err);
         }
+        if (g->progress && n - (size_t)g->n_reused > PREFILL_CHUNK)
+            fprintf(stderr, "\rprefill %zu/%zu tokens", g->seq.n, n);
     }
+    if (g->progress && n - (size_t)g->n_reused > PREFILL_CHUNK) fputc('\n', stderr);
     g->t_prompt = lt_time_s() - t0;
     g->n_prompt = (int64_t)g->seq.n - g->n_reused;
     if (st != LT_OK) { /* the cache and seq may disagree now: forget both */

@@ -66,6 +66,7 @@ typedef struct {
     float *logits;        /* [V] logits of the last evaluated token */
     lt_token_vec seq;     /* the tokens ctx holds, in order */
     int interrupted;      /* the last prefill or generation was stopped by *stop */
+    int progress;         /* print prefill progress on stderr (a terminal) */
     /* figures of the last prefill and generation */
     int64_t n_reused, n_prompt, n_gen;
     double t_prompt, t_gen;

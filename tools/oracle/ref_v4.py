@@ -405,6 +405,38 @@ def hadamard(x):
     return (y * n ** -0.5).view(x.shape)
 
 
+# kernel.py sparse_attn_kernel: `block = 64` index slots per step of its online softmax
+SPARSE_ATTN_BLOCK = 64
+
+
+def online_softmax_attn(s, slot, keys, sink):
+    """sparse_attn_kernel's online softmax. s [H, T, N] fp32 scores (-inf where masked),
+    slot [T, N] each key's place in the query's index row (-1: not in it), keys [N, d],
+    sink [H]. Per block b of SPARSE_ATTN_BLOCK slots, in slot order: m' = max(m, max of
+    the block's scores) (the sink never enters the max), r = exp(m - m'), acc_s =
+    exp(s - m') fp32, sum_exp = sum_exp * r + sum(acc_s) (unrounded), acc_o = acc_o * r +
+    bf16(acc_s) @ kv; after the last block sum_exp += exp(sink - m), o = acc_o / sum_exp
+    (fp32; the caller stores it to bf16). Masked slots (-1 padding) only move the block
+    boundaries. A row whose first block has no valid key would give NaN as in the kernel
+    (exp(-inf - -inf)); the official rows always start with the query's own key."""
+    H, T, N = s.shape
+    blk = torch.where(slot >= 0, slot // SPARSE_ATTN_BLOCK, torch.full_like(slot, -1))
+    nb = int(blk.max()) + 1 if slot.numel() else 0
+    m = torch.full((H, T, 1), float("-inf"))
+    sum_exp = torch.zeros(H, T, 1)
+    acc_o = torch.zeros(T, H, keys.shape[1])
+    for b in range(nb):
+        sb = s.masked_fill(~(blk == b)[None], float("-inf"))
+        m_new = torch.maximum(m, sb.amax(-1, keepdim=True))
+        r = torch.exp(m - m_new)
+        e = torch.exp(sb - m_new)
+        sum_exp = sum_exp * r + e.sum(-1, keepdim=True)
+        acc_o = acc_o * r.permute(1, 0, 2) + torch.einsum("htk,kd->thd", bf16(e), keys)
+        m = m_new
+    sum_exp = sum_exp + torch.exp(sink[:, None, None] - m)
+    return acc_o / sum_exp.permute(1, 0, 2)
+
+
 class RefModel:
     """One forward pass in REFERENCE numerics over a dequantised official-name checkpoint.
     W: name -> float32 tensor (the dequantised values), c: official config."""
@@ -498,21 +530,56 @@ class RefModel:
         top = torch.where(order >= (torch.arange(1, T + 1)[:, None] // ratio), -1, order)
         return top, score
 
-    def sparse_attn(self, q, keys, allow, sink, scale):
-        """kernel.py sparse_attn for rows of at most one 64-key block (asserted)."""
-        assert allow.sum(-1).max() <= 64, "more than one sparse_attn block: online rescaling not modelled"
+    def sparse_attn(self, q, keys, slot, sink, scale):
+        """kernel.py sparse_attn_kernel. slot [T, N] (int64): the place of key k in query t's
+        index row (topk_idxs) as the official code lays it out (official_slots), -1 where
+        the query does not see the key. The kernel walks the row in blocks of
+        SPARSE_ATTN_BLOCK slots (online softmax); each key belongs to block slot // 64.
+        The sums run over the key axis, not in slot order: the kernel's reduction order
+        is not modelled (fp32-level only), the block membership is."""
         s = torch.einsum("thd,kd->htk", q, keys) * scale
+        allow = slot >= 0
         s = s.masked_fill(~allow[None], float("-inf"))
-        M = s.amax(-1, keepdim=True)                       # over the keys only
-        e = torch.exp(s - M)
-        den = e.sum(-1, keepdim=True) + torch.exp(sink[:, None, None] - M)
-        if self.rnd.on("attn_p_bf16"):
-            o = torch.einsum("htk,kd->thd", bf16(e), keys) / den.permute(1, 0, 2)
-        elif "attn_p_normalised" in self.rnd.lantern:
-            o = torch.einsum("htk,kd->thd", bf16(e / den), keys)
-        else:
-            o = torch.einsum("htk,kd->thd", e, keys) / den.permute(1, 0, 2)
-        return self.rnd("bf16_store", o)
+        if not self.rnd.on("attn_p_bf16") or "attn_p_normalised" in self.rnd.lantern:
+            # the diagnostics (never the oracle): one softmax over the whole row
+            M = s.amax(-1, keepdim=True)
+            e = torch.exp(s - M)
+            den = e.sum(-1, keepdim=True) + torch.exp(sink[:, None, None] - M)
+            if "attn_p_normalised" in self.rnd.lantern:
+                o = torch.einsum("htk,kd->thd", bf16(e / den), keys)
+            else:
+                o = torch.einsum("htk,kd->thd", e, keys) / den.permute(1, 0, 2)
+            return self.rnd("bf16_store", o)
+        return self.rnd("bf16_store", online_softmax_attn(s, slot, keys, sink))
+
+    @staticmethod
+    def official_slots(T, win, n, ratio, top):
+        """slot [T, T + n] of each key in each query's topk_idxs row (see sparse_attn), for
+        a prefill from position 0 (Attention.forward): get_window_topk_idxs gives
+        min(T, win) slots, positions max(0, t-win+1) + j ascending, -1 for those past t
+        (the padding sits after the query's valid window keys, before the compressed
+        part); then the compressed part: HCA get_compress_topk_idxs (entries ascending,
+        -1 after), CSA the indexer's top-k in its (descending score) order, -1 last."""
+        t = torch.arange(T)
+        wp = min(T, win)
+        lo = (t - win + 1).clamp(min=0)
+        kpos = torch.arange(T)
+        rel = kpos[None, :] - lo[:, None]                       # window slot of key position
+        ok = (kpos[None, :] <= t[:, None]) & (rel >= 0) & (rel < wp)
+        slot = torch.where(ok, rel, torch.full_like(rel, -1))
+        if ratio:
+            if ratio == 4:
+                cs = torch.full((T, n), -1, dtype=torch.int64)
+                for tt in range(T):
+                    for j, c in enumerate(top[tt].tolist()):
+                        if c >= 0:
+                            cs[tt, c] = wp + j
+            else:
+                c = torch.arange(n)
+                vis = c[None, :] < ((t + 1) // ratio)[:, None]
+                cs = torch.where(vis, wp + c[None, :].expand(T, n), torch.full((T, n), -1, dtype=torch.int64))
+            slot = torch.cat([slot, cs], 1)
+        return slot
 
     def attention(self, h, p, ratio, tabs, trace):
         c, W, r = self.c, self.W, self.rnd
@@ -527,23 +594,16 @@ class RefModel:
         kv = self.rope(kv, cos[:T], sin[:T])
         if r.on("qat_window_kv"):
             kv = torch.cat([fp8_round_trip(kv[:, :-rd], 64), kv[:, -rd:]], -1)
-        t = torch.arange(T)
-        allow = (t[None, :] <= t[:, None]) & (t[None, :] > t[:, None] - win)
-        keys = kv
+        keys, n, top = kv, 0, None
         if ratio:
             ck = self.compress(h, p + "compressor.", ratio, d, cos, sin, index=False)
             n = ck.shape[0]
             if ratio == 4:
                 top, score = self.indexer(h, qr, p, cos, sin)
-                sel = torch.zeros(T, n + 1, dtype=torch.bool)
-                sel.scatter_(1, torch.where(top >= 0, top, n), True)
-                cvis = sel[:, :n]
                 trace["indexer_topk"], trace["indexer_score"] = top, score
-            else:
-                cvis = torch.arange(n)[None, :] < ((t + 1) // ratio)[:, None]
             keys = torch.cat([kv, ck], 0)
-            allow = torch.cat([allow, cvis], 1)
-        o = self.sparse_attn(q, keys, allow, W[p + "attn_sink"], d ** -0.5)
+        slot = self.official_slots(T, win, n, ratio, top)
+        o = self.sparse_attn(q, keys, slot, W[p + "attn_sink"], d ** -0.5)
         o = self.rope(o, cos[:T, None], sin[:T, None], inverse=True)
         G, R = c["o_groups"], c["o_lora_rank"]
         wo_a = W[p + "wo_a.weight"].view(G, R, -1)    # bf16 einsum, no act quant
