@@ -76,8 +76,9 @@ test: deps
 
 # The embedded default model (models/demo, trained on Jane Austen) is a plain
 # completion model, so the demo prompt is raw text.
+PROMPT ?= It is a truth universally acknowledged, that
 run: all
-	./build/lantern run --raw -p "$(or $(PROMPT),It is a truth universally acknowledged, that)" -n 96
+	./build/lantern run --raw -p "$(PROMPT)" -n 96
 
 clean:
 	rm -rf build
