@@ -9,6 +9,7 @@
 #include "compare.h"
 #include "kernels.h"
 #include "model.h"
+#include "oracle_fixture.h"
 #include "st_build.h"
 #include "synth_model.h"
 #include "util.h"
@@ -20,69 +21,6 @@
 
 #define LOGIT_TOL 1e-4   /* max |dlogit| / max |logit| per position (EXACT vs HF) */
 #define HIDDEN_TOL 1e-4  /* max |dX| / max |X| per layer */
-
-typedef struct {
-    const char *name;
-    lt_model *m;
-    lt_store oracle;
-} fixture;
-
-static int fixture_open(fixture *f, const char *name, lt_numerics numerics) {
-    char dir[256], path[300];
-    lt_error err = {0};
-    memset(f, 0, sizeof *f);
-    f->name = name;
-    snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
-    snprintf(path, sizeof path, "%s/oracle.safetensors", dir);
-    lt_model_params p = {.numerics = numerics};
-    lt_status st = lt_model_open(&f->m, dir, &p, &err);
-    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
-    if (st != LT_OK) return 0;
-    st = lt_store_open_file(&f->oracle, path, &err);
-    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
-    return st == LT_OK;
-}
-
-static void fixture_close(fixture *f) {
-    lt_model_close(f->m);
-    lt_store_close(&f->oracle);
-}
-
-/* an oracle tensor of the given dtype and element count */
-static const void *oracle_data(const fixture *f, const char *name, lt_dtype dt, int64_t numel) {
-    const lt_tensor *t = lt_store_find(&f->oracle, name);
-    CHECKF(t && t->dtype == dt && lt_tensor_numel(t) == numel, "%s: oracle tensor %s missing or mis-shaped", f->name,
-           name);
-    return t && t->dtype == dt && lt_tensor_numel(t) == numel ? t->data : NULL;
-}
-
-static int64_t oracle_len(const fixture *f, const char *name) {
-    const lt_tensor *t = lt_store_find(&f->oracle, name);
-    CHECKF(t != NULL, "%s: oracle tensor %s missing", f->name, name);
-    return t ? t->shape[0] : 0;
-}
-
-/* I64 ids as int32 (malloc'd) */
-static int32_t *oracle_ids(const fixture *f, const char *name, int64_t *n) {
-    *n = oracle_len(f, name);
-    const int64_t *src = oracle_data(f, name, LT_DT_I64, *n);
-    if (!src) return NULL;
-    int32_t *ids = malloc((size_t)*n * sizeof *ids);
-    for (int64_t i = 0; i < *n; i++) ids[i] = (int32_t)src[i];
-    return ids;
-}
-
-static float max_abs(const float *x, int64_t n) {
-    float m = 0;
-    for (int64_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
-    return m;
-}
-
-static float max_diff(const float *a, const float *b, int64_t n) {
-    float m = 0;
-    for (int64_t i = 0; i < n; i++) m = fabsf(a[i] - b[i]) > m ? fabsf(a[i] - b[i]) : m;
-    return m;
-}
 
 /* EXACT mode, one traced full forward (src/compare.c): logits at every
  * position, every block's residual streams, the final hidden, routing,
@@ -165,41 +103,6 @@ LT_TEST(forward, flash_tiny_reference_decode_equals_prefill) {
     CHECK(lt_kernels_init("ref"));
     check_decode_equals_prefill("v4-flash-tiny", LT_NUMERICS_REFERENCE);
     CHECK(lt_kernels_init(NULL));
-}
-
-static int64_t argmax(const float *x, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++) best = x[i] > x[best] ? i : best;
-    return best;
-}
-
-/* Greedy continuation with the cache: prompt, then one token at a time. */
-static void check_greedy(const char *name) {
-    fixture f;
-    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
-    int64_t P, N, V = lt_model_vocab_size(f.m);
-    int32_t *prompt = oracle_ids(&f, "greedy_prompt", &P), *want = oracle_ids(&f, "greedy_tokens", &N);
-    float *logits = calloc((size_t)V, sizeof *logits);
-    lt_context *c = NULL;
-    lt_error err = {0};
-    CHECKF(lt_context_create(&c, f.m, P + N, &err) == LT_OK, "%s", err.msg);
-    if (c && prompt && want) {
-        CHECKF(lt_context_eval(c, prompt, P, logits, &err) == LT_OK, "%s", err.msg);
-        int64_t same = 0;
-        for (int64_t i = 0; i < N; i++) {
-            int32_t tok = (int32_t)argmax(logits, V);
-            if (tok != want[i]) break;
-            same++;
-            CHECKF(lt_context_eval(c, &tok, 1, logits, &err) == LT_OK, "%s", err.msg);
-        }
-        CHECKF(same == N, "%s: greedy continuation follows the oracle for %lld of %lld tokens", name,
-               (long long)same, (long long)N);
-    }
-    free(logits);
-    free(prompt);
-    free(want);
-    lt_context_free(c);
-    fixture_close(&f);
 }
 
 LT_TEST(forward, flash_tiny_greedy_continuation) { check_greedy("v4-flash-tiny"); }

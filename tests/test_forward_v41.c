@@ -13,6 +13,7 @@
 #include "compare.h"
 #include "kernels.h"
 #include "model.h"
+#include "oracle_fixture.h"
 #include "synth_model.h"
 #include "util.h"
 
@@ -25,24 +26,6 @@
 #define LOGIT_TOL 1e-4   /* max |dlogit| / max |logit| per position (EXACT vs HF) */
 #define HIDDEN_TOL 1e-4  /* max |dX| / max |X| per block */
 #define DECODE_TOL 1e-5  /* cached decode against the full forward, of max |logit| */
-
-static float max_abs(const float *x, int64_t n) {
-    float m = 0;
-    for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
-    return m;
-}
-
-static float max_diff(const float *a, const float *b, int64_t n) {
-    float m = 0;
-    for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] - b[i]));
-    return m;
-}
-
-static int64_t argmax(const float *x, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++) best = x[i] > x[best] ? i : best;
-    return best;
-}
 
 /* Token-by-token decode, then batches of 3, 5, 7, 11, 13 tokens, against
  * the logits of one call over all T tokens; returns the worst relative
@@ -257,51 +240,9 @@ LT_TEST(forward_v41, synthetic_selections_and_kv_bytes) {
 
 /* ---- the oracle fixtures ---------------------------------------------------- */
 
-typedef struct {
-    const char *name;
-    lt_model *m;
-    lt_store oracle;
-} fixture;
-
-/* Opens a committed fixture; a missing one is a failure, not a skip. */
-static int fixture_open(fixture *f, const char *name) {
-    char dir[256], path[300];
-    lt_error err = {0};
-    memset(f, 0, sizeof *f);
-    f->name = name;
-    snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
-    snprintf(path, sizeof path, "%s/oracle.safetensors", dir);
-    lt_model_params p = {.numerics = LT_NUMERICS_EXACT};
-    lt_status st = lt_model_open(&f->m, dir, &p, &err);
-    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
-    if (st == LT_OK) st = lt_store_open_file(&f->oracle, path, &err);
-    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
-    return st == LT_OK;
-}
-
-static void fixture_close(fixture *f) {
-    lt_model_close(f->m);
-    lt_store_close(&f->oracle);
-}
-
-/* an I64 oracle tensor as int32 (malloc'd); n its element count */
-static int32_t *oracle_ids(const fixture *f, const char *name, int64_t *n) {
-    const lt_tensor *t = lt_store_find(&f->oracle, name);
-    CHECKF(t && t->dtype == LT_DT_I64, "%s: oracle tensor %s missing or not I64", f->name, name);
-    if (!t || t->dtype != LT_DT_I64) return NULL;
-    *n = lt_tensor_numel(t);
-    int32_t *ids = malloc((size_t)*n * sizeof *ids);
-    for (int64_t i = 0; i < *n; i++) {
-        int64_t v;
-        memcpy(&v, (const uint8_t *)t->data + 8 * i, 8);
-        ids[i] = (int32_t)v;
-    }
-    return ids;
-}
-
 static void check_exact(const char *name) {
     fixture f;
-    if (!fixture_open(&f, name)) return;
+    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
     lt_compare r;
     lt_error err = {0};
     lt_status st = lt_compare_run(f.m, &f.oracle, HIDDEN_TOL, &r, &err);
@@ -331,7 +272,7 @@ LT_TEST(forward_v41, tiny_b_exact_matches_oracle) { check_exact("v41-tiny-b"); }
 /* The model's Engram hash ids of input_ids equal the oracle's per layer. */
 static void check_engram_hash(const char *name) {
     fixture f;
-    if (!fixture_open(&f, name)) return;
+    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
     const lt_model *m = f.m;
     int64_t T = 0, G = m->hasher.n_cols, L = m->cfg.n_engram_layers;
     int32_t *ids = oracle_ids(&f, "input_ids", &T);
@@ -362,7 +303,7 @@ LT_TEST(forward_v41, tiny_b_engram_hash_matches_oracle) { check_engram_hash("v41
 
 static void check_decode(const char *name) {
     fixture f;
-    if (!fixture_open(&f, name)) return;
+    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
     int64_t T = 0;
     int32_t *ids = oracle_ids(&f, "input_ids", &T);
     if (ids) {
@@ -375,36 +316,6 @@ static void check_decode(const char *name) {
 
 LT_TEST(forward_v41, tiny_decode_equals_prefill) { check_decode("v41-tiny"); }
 LT_TEST(forward_v41, tiny_b_decode_equals_prefill) { check_decode("v41-tiny-b"); }
-
-/* Greedy continuation with the cache: the prompt, then one token at a time. */
-static void check_greedy(const char *name) {
-    fixture f;
-    if (!fixture_open(&f, name)) return;
-    int64_t P = 0, N = 0, V = lt_model_vocab_size(f.m);
-    int32_t *prompt = oracle_ids(&f, "greedy_prompt", &P), *want = oracle_ids(&f, "greedy_tokens", &N);
-    float *logits = calloc((size_t)V, sizeof *logits);
-    lt_context *c = NULL;
-    lt_error err = {0};
-    CHECKF(lt_context_create(&c, f.m, P + N, &err) == LT_OK, "%s", err.msg);
-    if (c && prompt && want) {
-        CHECKF(N >= 32, "%s: %lld greedy tokens", name, (long long)N);
-        CHECKF(lt_context_eval(c, prompt, P, logits, &err) == LT_OK, "%s", err.msg);
-        int64_t same = 0;
-        for (int64_t i = 0; i < N; i++) {
-            int32_t tok = (int32_t)argmax(logits, V);
-            if (tok != want[i]) break;
-            same++;
-            CHECKF(lt_context_eval(c, &tok, 1, logits, &err) == LT_OK, "%s", err.msg);
-        }
-        CHECKF(same == N, "%s: greedy continuation follows the oracle for %lld of %lld tokens", name,
-               (long long)same, (long long)N);
-    }
-    free(logits);
-    free(prompt);
-    free(want);
-    lt_context_free(c);
-    fixture_close(&f);
-}
 
 LT_TEST(forward_v41, tiny_greedy_continuation) { check_greedy("v41-tiny"); }
 LT_TEST(forward_v41, tiny_b_greedy_continuation) { check_greedy("v41-tiny-b"); }
