@@ -96,38 +96,17 @@ static lt_status normalize(const char *s, size_t n, keybuf *b, lt_error *err) {
     return st;
 }
 
-/* GPT-2 bytes_to_unicode: printable Latin-1 bytes stand for themselves, the
- * others for 256, 257, ... in byte order. */
-static void byte_alphabet(int32_t cp[256]) {
-    int32_t next = 256;
-    for (int b = 0; b < 256; b++) {
-        int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-        cp[b] = printable ? b : next++;
-    }
-}
-
-/* The raw token string (HF id_to_token): the byte-level spelling of the
- * bytes when that names this id, else the bytes themselves (added tokens,
- * vocabulary entries outside the byte alphabet). */
-static lt_status raw_token(const lt_tokenizer *t, int32_t id, const char *s, size_t n, const int32_t alpha[256],
-                           keybuf *b, lt_error *err) {
-    size_t start = b->n;
-    lt_status st = LT_OK;
-    for (size_t i = 0; i < n && st == LT_OK; i++) st = keybuf_put_cp(b, alpha[(unsigned char)s[i]], err);
-    if (st != LT_OK) return st;
-    b->p[b->n] = 0;
-    if (lt_tokenizer_token_id(t, b->p + start) == id) return LT_OK;
-    b->n = start;
-    return keybuf_put(b, s, n, err);
-}
-
 /* The dictionary key of one token (HF: raw string, normalized text, or the
  * text when normalization leaves nothing) */
-static lt_status token_key(const lt_tokenizer *t, int32_t id, const int32_t alpha[256], keybuf *b, lt_error *err) {
+static lt_status token_key(const lt_tokenizer *t, int32_t id, keybuf *b, lt_error *err) {
     size_t n = 0;
     const char *s = lt_tokenizer_token_bytes(t, id, &n);
     if (!s) return LT_OK; /* an id without a token decodes to "" */
-    if (has_replacement(s, n)) return raw_token(t, id, s, n, alpha, b, err);
+    if (has_replacement(s, n)) { /* keyed by the raw token string (HF id_to_token) */
+        size_t spell_len = 0;
+        const char *spell = lt_tokenizer_token_spelling(t, id, &spell_len);
+        return keybuf_put(b, spell, spell_len, err);
+    }
     size_t start = b->n;
     lt_status st = normalize(s, n, b, err);
     if (st == LT_OK && b->n == start) st = keybuf_put(b, s, n, err);
@@ -172,15 +151,14 @@ static void number_classes(const key_table *k, int32_t *order, int32_t vocab, in
 }
 
 lt_status lt_engram_token_map(const lt_tokenizer *t, int32_t *map, int64_t *n_classes, lt_error *err) {
-    int32_t vocab = lt_tokenizer_vocab_size(t), alpha[256];
-    byte_alphabet(alpha);
+    int32_t vocab = lt_tokenizer_vocab_size(t);
     keybuf b = {0};
     size_t *off = malloc(((size_t)vocab + 1) * sizeof *off);
     int32_t *order = malloc((size_t)vocab * sizeof *order);
     lt_status st = off && order ? LT_OK : lt_fail(err, LT_ERR_NOMEM, "out of memory building the Engram token map");
     for (int32_t id = 0; id < vocab && st == LT_OK; id++) {
         off[id] = b.n;
-        st = token_key(t, id, alpha, &b, err);
+        st = token_key(t, id, &b, err);
     }
     if (st == LT_OK) {
         off[vocab] = b.n;

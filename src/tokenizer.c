@@ -195,7 +195,12 @@ typedef struct {
 typedef struct { int32_t child, sibling, token; unsigned char byte; } trie_node;
 typedef struct { trie_node *nodes; size_t n, cap; } trie;
 
-typedef struct { uint32_t off, len; unsigned present : 1, special : 1; } token_info;
+typedef struct {
+    uint32_t off, len;       /* decoded bytes in token_bytes */
+    const char *spell;       /* stored spelling (HF id_to_token): vocab blob or added content */
+    uint32_t spell_len;
+    unsigned present : 1, special : 1;
+} token_info;
 
 struct lt_tokenizer {
     smap vocab;                 /* BPE vocabulary, byte-level spelling -> id */
@@ -516,7 +521,7 @@ static lt_status build_token_table(lt_tokenizer *t, lt_error *err) {
         if (s->len > LT_DETOK_MAX_TOKEN)
             return lt_fail(err, LT_ERR_UNSUPPORTED, "token %d is %u bytes, more than %d", s->val, s->len, LT_DETOK_MAX_TOKEN);
         size_t n = byte_level_decode(&t->alpha, t->vocab.blob + s->off, s->len, t->token_bytes + at);
-        t->tokens[s->val] = (token_info){(uint32_t)at, (uint32_t)n, 1, 0};
+        t->tokens[s->val] = (token_info){(uint32_t)at, (uint32_t)n, t->vocab.blob + s->off, s->len, 1, 0};
         at += n;
     }
     for (size_t i = 0; i < t->n_added; i++) { /* added tokens win over the vocabulary, as in HF */
@@ -524,7 +529,7 @@ static lt_status build_token_table(lt_tokenizer *t, lt_error *err) {
         if (a->len > LT_DETOK_MAX_TOKEN)
             return lt_fail(err, LT_ERR_UNSUPPORTED, "added token %d is %zu bytes, more than %d", a->id, a->len, LT_DETOK_MAX_TOKEN);
         size_t n = byte_level_decode(&t->alpha, a->content, a->len, t->token_bytes + at);
-        t->tokens[a->id] = (token_info){(uint32_t)at, (uint32_t)n, 1, a->special};
+        t->tokens[a->id] = (token_info){(uint32_t)at, (uint32_t)n, a->content, (uint32_t)a->len, 1, a->special};
         at += n;
     }
     return LT_OK;
@@ -949,6 +954,12 @@ const char *lt_tokenizer_token_bytes(const lt_tokenizer *t, int32_t id, size_t *
     if (id < 0 || id >= t->vocab_size || !t->tokens[id].present) return NULL;
     *len = t->tokens[id].len;
     return t->token_bytes + t->tokens[id].off;
+}
+
+const char *lt_tokenizer_token_spelling(const lt_tokenizer *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->vocab_size || !t->tokens[id].present) return NULL;
+    *len = t->tokens[id].spell_len;
+    return t->tokens[id].spell;
 }
 
 int32_t lt_tokenizer_token_id(const lt_tokenizer *t, const char *text) {

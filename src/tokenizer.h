@@ -63,6 +63,11 @@ lt_status lt_tokenizer_decode(const lt_tokenizer *t, const int32_t *ids, size_t 
 /* The bytes of one token (not NUL-terminated), or NULL for an unknown id. */
 const char *lt_tokenizer_token_bytes(const lt_tokenizer *t, int32_t id, size_t *len);
 
+/* The token's stored spelling, as HF's id_to_token returns it: a vocabulary
+ * entry's byte-level form (e.g. "Ġthe"), an added token's content; NULL for
+ * an unknown id. Not NUL-terminated. */
+const char *lt_tokenizer_token_spelling(const lt_tokenizer *t, int32_t id, size_t *len);
+
 /* The id of a token given by its exact text (an added token's content, or a
  * vocabulary entry in its byte-level spelling such as "Ġthe"); -1 if none. */
 int32_t lt_tokenizer_token_id(const lt_tokenizer *t, const char *text);
