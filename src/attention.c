@@ -67,12 +67,23 @@ static void csa2_entries(const lt_attention *a, const lt_config *cfg, const lt_r
 
 /* step 18: the K=V rows of token t (chunk row), position p: its window
  * (from this chunk or the ring), then the selected (CSA, V4.1) or all
- * visible (HCA) compressed entries of the KV source's cache */
-static int64_t gather_rows(const lt_attention *a, const lt_config *cfg, const lt_attn_cache *cache,
-                           const lt_attn_cache *src, lt_attn_scratch *s, int64_t t, int64_t pos0) {
+ * visible (HCA) compressed entries of the KV source's cache.
+ * REFERENCE (V4): the rows are the slots of the official index row, in its
+ * order, because sparse_attn's online softmax blocks them by slot (see
+ * lt_attention_head): Attention.forward puts get_window_topk_idxs first -
+ * min(T, W) slots in a prefill from position 0 (T tokens), W in decode -
+ * whose positions past p are -1 after the valid ones (NULL rows here), then
+ * the compressed part (HCA entries ascending, CSA the indexer's order), whose
+ * own -1 padding comes last and changes nothing. A call at pos0 > 0 takes
+ * the decode layout; a prompt split into chunks shorter than W gets its
+ * first chunk's width, where the official prefill would use min(T, W). */
+static int64_t gather_rows(const lt_attention *a, const lt_config *cfg, const lt_num *nm, const lt_attn_cache *cache,
+                           const lt_attn_cache *src, lt_attn_scratch *s, int64_t t, int64_t n, int64_t pos0) {
     int64_t hd = cfg->head_dim, W = cfg->sliding_window, p = pos0 + t, k = 0;
     for (int64_t q = p - W + 1 < 0 ? 0 : p - W + 1; q <= p; q++)
         s->rows[k++] = q >= pos0 ? s->kv + (q - pos0) * hd : cache->win + (q % W) * hd;
+    if (lt_num_ref(nm) && !a->v41)
+        for (int64_t width = pos0 == 0 && n < W ? n : W; k < width;) s->rows[k++] = NULL;
     if (a->indexed) {
         const int32_t *sel = s->idx.sel + t * cfg->index_topk;
         for (int32_t i = 0; i < s->idx.n_sel[t]; i++) s->rows[k++] = src->cmp + (int64_t)sel[i] * hd;
@@ -82,11 +93,30 @@ static int64_t gather_rows(const lt_attention *a, const lt_config *cfg, const lt
     return k;
 }
 
+/* EXACT: one softmax over the row, p normalised.
+ * REFERENCE: kernel.py sparse_attn_kernel: blocks of LT_SPARSE_ATTN_BLOCK
+ * slots in row order, a NULL row (index -1) masked with the score -inf; per
+ * block acc_o *= exp(max_prev - max) and acc_o += bf16(p) . kv (fp32); after
+ * the last block acc_o /= sum_exp + exp(sink - max). */
 void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
                        float sink, const lt_num *nm, float *p, float *o) {
+    memset(o, 0, (size_t)hd * sizeof *o);
+    if (lt_num_ref(nm)) {
+        lt_num_attn_acc acc = LT_NUM_ATTN_ACC_INIT;
+        for (int64_t b = 0; b < n_rows; b += LT_SPARSE_ATTN_BLOCK) {
+            int64_t e = b + LT_SPARSE_ATTN_BLOCK < n_rows ? b + LT_SPARSE_ATTN_BLOCK : n_rows;
+            for (int64_t j = b; j < e; j++) p[j] = rows[j] ? lt_dot(q, rows[j], hd) * scale : -INFINITY;
+            float r = lt_num_attn_block(&acc, p + b, e - b);
+            for (int64_t c = 0; c < hd; c++) o[c] *= r;
+            for (int64_t j = b; j < e; j++)
+                if (rows[j]) lt_axpy(o, p[j], rows[j], hd);
+        }
+        float div = lt_num_attn_divisor(&acc, sink);
+        for (int64_t c = 0; c < hd; c++) o[c] /= div;
+        return;
+    }
     for (int64_t j = 0; j < n_rows; j++) p[j] = lt_dot(q, rows[j], hd) * scale;
     float div = lt_num_attn_softmax(nm, p, n_rows, sink);
-    memset(o, 0, (size_t)hd * sizeof *o);
     for (int64_t j = 0; j < n_rows; j++) lt_axpy(o, p[j], rows[j], hd);
     for (int64_t c = 0; c < hd; c++) o[c] /= div;
 }
@@ -122,7 +152,7 @@ static void attend(const lt_attention *a, const lt_config *cfg, const lt_rope *r
     int64_t H = cfg->n_heads, hd = cfg->head_dim;
     heads_job j = {.a = a, .nm = nm, .s = s, .hd = hd, .rd = rope->dim, .scale = (float)(1.0 / sqrt((double)hd))};
     for (int64_t t = 0; t < n; t++) {
-        j.n_rows = gather_rows(a, cfg, cache, src, s, t, pos0);
+        j.n_rows = gather_rows(a, cfg, nm, cache, src, s, t, n, pos0);
         j.q = s->q + t * H * hd;
         j.o = s->o + t * H * hd;
         lt_rope_angles(rope, pos0 + t, s->cs);

@@ -80,7 +80,10 @@ void lt_attention_forward(const lt_attention *a, const lt_config *cfg, const lt_
 
 /* Attention of one query head over gathered rows (spec 3.6): o = sum_j
  * softmax'(s)_j v_j with s_j = q.k_j * scale and the sink only in the
- * denominator. p receives the n_rows weights of P.V (lt_num_attn_softmax). */
+ * denominator. A NULL row is a padding slot (score -inf). In REFERENCE mode
+ * the rows are walked in the official kernel's 64-slot blocks with its
+ * online softmax (lt_num_attn_block), so slot order matters there. p
+ * receives the weights of P.V. */
 void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
                        float sink, const lt_num *nm, float *p, float *o);
 

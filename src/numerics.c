@@ -73,22 +73,39 @@ void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps) {
     for (int64_t i = 0; i < n; i++) q[i] = lt_round_bf16(q[i] * r);
 }
 
+/* REFERENCE: kernel.py sparse_attn_kernel, one step of its loop over blocks:
+ * scores_max = max(scores_max_prev, reduce_max(acc_s)), scores_scale =
+ * exp(prev - max), acc_s = exp(s - max) in fp32, scores_sum from the
+ * unrounded acc_s, sum_exp = sum_exp * scale + scores_sum, acc_s_cast (bf16)
+ * for the P.V gemm. A first block without a valid slot gives NaN, as in the
+ * kernel (exp(-inf - -inf)); the official rows start with the query's own
+ * key. */
+float lt_num_attn_block(lt_num_attn_acc *acc, float *p, int64_t n) {
+    float mx = acc->max, s = 0.0f;
+    for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, p[j]);
+    float r = expf(acc->max - mx);
+    for (int64_t j = 0; j < n; j++) {
+        float e = expf(p[j] - mx);
+        s += e;
+        p[j] = lt_round_bf16(e);
+    }
+    acc->sum = acc->sum * r + s;
+    acc->max = mx;
+    return r;
+}
+
+/* after the loop: sum_exp += exp(attn_sink - scores_max); acc_o /= sum_exp */
+float lt_num_attn_divisor(const lt_num_attn_acc *acc, float sink) { return acc->sum + expf(sink - acc->max); }
+
 /* EXACT: the softmax over the keys and the sink, normalised here.
- * REFERENCE: kernel.py sparse_attn_kernel: the max over the keys only,
- * acc_s = exp(s - max) in fp32, cast to bf16 (acc_s_cast) for the P.V gemm,
- * sum_exp from the unrounded acc_s plus exp(sink - max) after the loop, and
- * acc_o /= sum_exp at the end (one 64-key block: the online rescaling of
- * longer rows is not modelled) */
+ * REFERENCE: one block of sparse_attn_kernel's online softmax (above): the
+ * max over the keys only, bf16 exp(s - max) for P.V, the unrounded terms
+ * plus exp(sink - max) as the divisor */
 float lt_num_attn_softmax(const lt_num *nm, float *p, int64_t n, float sink) {
     if (lt_num_ref(nm)) {
-        float mx = -INFINITY, den = 0.0f;
-        for (int64_t j = 0; j < n; j++) mx = fmaxf(mx, p[j]);
-        for (int64_t j = 0; j < n; j++) {
-            float e = expf(p[j] - mx);
-            den += e;
-            p[j] = lt_round_bf16(e);
-        }
-        return den + expf(sink - mx);
+        lt_num_attn_acc acc = LT_NUM_ATTN_ACC_INIT;
+        if (n > 0) lt_num_attn_block(&acc, p, n); /* no row: divisor inf, o = 0 */
+        return lt_num_attn_divisor(&acc, sink);
     }
     float mx = sink;
     for (int64_t j = 0; j < n; j++) mx = p[j] > mx ? p[j] : mx;

@@ -14,6 +14,8 @@
 #include "lantern.h"
 #include "weights.h"
 
+#include <math.h>
+
 typedef struct {
     lt_numerics mode;
     int act_block;   /* activation quantisation block: weight_block_size[1] */
@@ -52,9 +54,34 @@ void lt_num_qat_fp4_e4m3(const lt_num *nm, float *x, int64_t n, int64_t stride, 
 /* Per-head query rescale q *= rsqrt(mean(q^2) + eps) of q[0..n) (V4). */
 void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps);
 
+/* sparse_attn_kernel (DeepSeek inference/kernel.py) walks a query's index
+ * row (topk_idxs) in blocks of `block = 64` slots: its online softmax. */
+#define LT_SPARSE_ATTN_BLOCK 64
+
+/* The running state of that online softmax: scores_max and sum_exp. */
+typedef struct {
+    float max, sum;
+} lt_num_attn_acc;
+
+#define LT_NUM_ATTN_ACC_INIT {-INFINITY, 0.0f}
+
+/* REFERENCE: one block of the online softmax (n <= LT_SPARSE_ATTN_BLOCK
+ * slots, in index-row order; a padding slot (-1) has the score -INFINITY):
+ * max' = max(max, scores), r = exp(max - max'), p[j] = bf16(exp(s_j - max'))
+ * (the operand of P.V), sum = sum * r + the fp32 sum of the unrounded terms.
+ * Returns r, the factor the output accumulator is scaled by before this
+ * block's P.V is added. */
+float lt_num_attn_block(lt_num_attn_acc *acc, float *p, int64_t n);
+
+/* REFERENCE: the divisor of the accumulated P.V after the last block:
+ * sum + exp(sink - max) (the sink never enters the max). */
+float lt_num_attn_divisor(const lt_num_attn_acc *acc, float sink);
+
 /* sparse_attn's softmax of one head with its sink: p[0..n) holds the scores
  * on entry and the weights of P.V on return; returns the divisor of P.V (1 in
- * EXACT mode, where p is normalised). */
+ * EXACT mode, where p is normalised). REFERENCE: the rows of one block
+ * (n <= LT_SPARSE_ATTN_BLOCK); lt_attention_head runs longer rows block by
+ * block with lt_num_attn_block, rescaling its accumulator in between. */
 float lt_num_attn_softmax(const lt_num *nm, float *p, int64_t n, float sink);
 
 /* One lightning-indexer score, sum_h wt[h] ReLU(q_h . k) over hi heads of di

@@ -58,9 +58,11 @@
  *          block 0     100% | 99.18%                    5.57% | 5.56%
  * With the default table the official set's residual stays >= 99.86%
  * bit-equal through block 2 (flash and pro); the remaining row differences
- * start where block 3's score routing amplifies those flips. Not modelled:
- * sparse_attn's online rescaling across 64-key blocks (the fixtures' rows
- * fit one block; ref_v4 asserts it).
+ * start where block 3's score routing amplifies those flips. sparse_attn's
+ * online softmax over blocks of 64 index slots is modelled on both sides
+ * (ref_v4.online_softmax_attn, lt_attention_head); the fixtures' rows fit
+ * one block (at most 22 slots with padding), so sparse_attn_blocks_vector
+ * below checks rows of several blocks.
  *
  * Both kernel tables run: lt_kernels_init("ref") (left-to-right sums), then
  * the default; the default is restored after each test. */
@@ -304,4 +306,128 @@ LT_TEST(reference_numerics, official_points_by_hand) {
     lt_num_q_rescale(&ref, qh, 2, 0.0f);
     CHECK(qh[0] == 0x1.46p-1f && qh[1] == -0x1.44p0f);
     CHECK(lt_num_shared_expert_last(&ref) && !lt_num_shared_expert_last(&ex));
+}
+
+/* sparse_attn over an index row longer than one block: tests/data/attention/
+ * sparse_attn_blocks.safetensors (tools/oracle/make_attention_vectors.py)
+ * holds one query (2 heads, d = 64) and a 200-slot row laid out like an
+ * official decode row: 40 window keys, 88 padding slots (-1), 72 compressed
+ * entries, so the blocks of 64 are [40 keys + 24 padding], [padding only],
+ * [64 entries], [8 entries], with the running max rising in block 2; and the
+ * output of ref_v4.online_softmax_attn (the kernel's online softmax) for it.
+ *
+ * Tolerance: C and torch agree on every rounding point but not on the fp32
+ * summation order (the dots, the block sums, P.V) nor on libm's expf, so the
+ * fp32 outputs may differ by a few fp32 ulps; ATTN_VEC_TOL is 4e-7 of max|out|
+ * (measured: 1.5e-7 with either kernel table, and the bf16 outputs 128/128
+ * bit-equal; see the test output). The
+ * models it must reject are ~10x further: one max over the whole row (the
+ * former REFERENCE model) 4.7e-6, the padding moved to the end of the row
+ * (other block boundaries) 2.9e-5 (the generator prints both for torch). */
+#define ATTN_VEC_TOL 4e-7f
+
+static float attn_vec_diff(const lt_tensor *q, const lt_tensor *kv, const lt_tensor *idx, const lt_tensor *sink,
+                           float scale, const float *want, int variant, float *scale_out) {
+    int64_t H = q->shape[0], d = q->shape[1], S = idx->shape[0];
+    const int64_t *ix = idx->data;
+    const float **rows = calloc((size_t)S, sizeof *rows);
+    float *p = calloc((size_t)S, sizeof *p), *o = calloc((size_t)d, sizeof *o), diff = 0, mx = 0;
+    lt_num ref = {.mode = LT_NUMERICS_REFERENCE};
+    int64_t k = 0;
+    for (int64_t j = 0; j < S; j++) /* variant 2: the valid keys first, the padding last */
+        if (variant != 2 || ix[j] >= 0) rows[k++] = ix[j] >= 0 ? (const float *)kv->data + ix[j] * d : NULL;
+    while (k < S) rows[k++] = NULL;
+    for (int64_t h = 0; h < H; h++) {
+        const float *qh = (const float *)q->data + h * d, sk = ((const float *)sink->data)[h];
+        if (variant == 1) { /* one max over the whole row */
+            for (int64_t j = 0; j < S; j++) p[j] = rows[j] ? lt_dot(qh, rows[j], d) * scale : -INFINITY;
+            float div = lt_num_attn_softmax(&ref, p, S, sk);
+            memset(o, 0, (size_t)d * sizeof *o);
+            for (int64_t j = 0; j < S; j++)
+                if (rows[j]) lt_axpy(o, p[j], rows[j], d);
+            for (int64_t c = 0; c < d; c++) o[c] /= div;
+        } else {
+            lt_attention_head(qh, rows, S, d, scale, sk, &ref, p, o);
+        }
+        for (int64_t c = 0; c < d; c++) {
+            diff = fmaxf(diff, fabsf(o[c] - want[h * d + c]));
+            mx = fmaxf(mx, fabsf(want[h * d + c]));
+        }
+    }
+    free(rows);
+    free(p);
+    free(o);
+    *scale_out = mx;
+    return diff;
+}
+
+static void check_attention_vector(const char *kern) {
+    lt_store st = {0};
+    lt_error err = {0};
+    CHECK(lt_kernels_init(kern));
+    CHECKF(lt_store_open_file(&st, "tests/data/attention/sparse_attn_blocks.safetensors", &err) == LT_OK, "%s",
+           err.msg);
+    const lt_tensor *q = lt_store_find(&st, "q"), *kv = lt_store_find(&st, "kv"), *idx = lt_store_find(&st, "idx"),
+                    *sink = lt_store_find(&st, "sink"), *sc = lt_store_find(&st, "scale"),
+                    *out = lt_store_find(&st, "out"), *ob = lt_store_find(&st, "out_bf16");
+    int ok = q && kv && idx && sink && sc && out && ob && q->dtype == LT_DT_F32 && kv->dtype == LT_DT_F32 &&
+             idx->dtype == LT_DT_I64 && sink->dtype == LT_DT_F32 && out->dtype == LT_DT_F32 &&
+             kv->shape[1] == q->shape[1] && lt_tensor_numel(out) == lt_tensor_numel(q) &&
+             lt_tensor_numel(sink) == q->shape[0] && idx->shape[0] > 2 * LT_SPARSE_ATTN_BLOCK;
+    CHECKF(ok, "sparse_attn_blocks.safetensors: missing or mis-shaped tensors");
+    if (ok) {
+        int64_t S = idx->shape[0], n = lt_tensor_numel(out), same = 0;
+        for (int64_t j = 0; j < S; j++) ok &= ((const int64_t *)idx->data)[j] < kv->shape[0];
+        CHECK(ok);
+        float scale = *(const float *)sc->data, mx = 0, d_official = 0, d_one = 0, d_end = 0;
+        const float *want = out->data;
+        if (ok) {
+            d_official = attn_vec_diff(q, kv, idx, sink, scale, want, 0, &mx);
+            d_one = attn_vec_diff(q, kv, idx, sink, scale, want, 1, &mx);
+            d_end = attn_vec_diff(q, kv, idx, sink, scale, want, 2, &mx);
+            /* the stored bf16 output, element by element */
+            int64_t H = q->shape[0], d = q->shape[1];
+            const int64_t *ix = idx->data;
+            const float **rows = calloc((size_t)S, sizeof *rows);
+            float *p = calloc((size_t)S, sizeof *p), *o = calloc((size_t)d, sizeof *o);
+            lt_num ref = {.mode = LT_NUMERICS_REFERENCE};
+            for (int64_t j = 0; j < S; j++) rows[j] = ix[j] >= 0 ? (const float *)kv->data + ix[j] * d : NULL;
+            for (int64_t h = 0; h < H; h++) {
+                lt_attention_head((const float *)q->data + h * d, rows, S, d, scale,
+                                  ((const float *)sink->data)[h], &ref, p, o);
+                lt_num_store(&ref, o, d);
+                for (int64_t c = 0; c < d; c++) same += o[c] == ((const float *)ob->data)[h * d + c];
+            }
+            free(rows);
+            free(p);
+            free(o);
+        }
+        printf("  sparse_attn, %lld slots, %s kernels: max |dout| / max |out| %.3g (bf16 output bit-equal "
+               "%lld/%lld); one max over the row %.3g, padding last %.3g\n", (long long)S, lt_kern()->name,
+               d_official / mx, (long long)same, (long long)n, d_one / mx, d_end / mx);
+        CHECKF(d_official <= ATTN_VEC_TOL * mx, "blockwise sparse_attn: max |dout| %g > %g", d_official,
+               ATTN_VEC_TOL * mx);
+        CHECKF(d_one > 4 * ATTN_VEC_TOL * mx && d_end > 4 * ATTN_VEC_TOL * mx,
+               "the vector does not tell the block layout apart (%g, %g)", d_one / mx, d_end / mx);
+    }
+    lt_store_close(&st);
+    CHECK(lt_kernels_init(NULL));
+}
+
+LT_TEST(reference_numerics, sparse_attn_blocks_vector) {
+    check_attention_vector("ref");
+    check_attention_vector(NULL);
+}
+
+/* The online softmax by hand: two blocks, the max rising in the second. */
+LT_TEST(reference_numerics, sparse_attn_online_blocks_by_hand) {
+    float p[LT_SPARSE_ATTN_BLOCK + 1];
+    for (int j = 0; j < LT_SPARSE_ATTN_BLOCK; j++) p[j] = j == 0 ? 0.0f : -INFINITY;
+    p[LT_SPARSE_ATTN_BLOCK] = 1.0f;
+    lt_num_attn_acc acc = LT_NUM_ATTN_ACC_INIT;
+    CHECK(lt_num_attn_block(&acc, p, LT_SPARSE_ATTN_BLOCK) == 0.0f && acc.max == 0.0f && acc.sum == 1.0f);
+    CHECK(p[0] == 1.0f && p[1] == 0.0f);
+    float r = lt_num_attn_block(&acc, p + LT_SPARSE_ATTN_BLOCK, 1);
+    CHECK(r == expf(-1.0f) && acc.max == 1.0f && acc.sum == expf(-1.0f) + 1.0f && p[LT_SPARSE_ATTN_BLOCK] == 1.0f);
+    CHECK(lt_num_attn_divisor(&acc, 0.5f) == acc.sum + expf(-0.5f));
 }
