@@ -140,8 +140,9 @@ def main():
     ap.add_argument("--work", default=os.path.join(dl.ROOT, "build", "demo_model"))
     ap.add_argument("--ckpt", default=None, help="default WORK/ckpt_best.pt")
     ap.add_argument("--out", default=os.path.join(dl.ROOT, "models", "demo"))
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from tokenizers import Tokenizer
 
     ck = torch.load(args.ckpt or os.path.join(args.work, "ckpt_best.pt"), weights_only=False)

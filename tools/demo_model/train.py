@@ -1,6 +1,6 @@
-"""Train the embedded demo model (models/demo) on CPU with one thread.
+"""Train the embedded demo model (models/demo) on CPU (--threads, default 1).
 
-  OMP_NUM_THREADS=1 nice -n 10 tools/oracle/.venv/bin/python tools/demo_model/train.py
+  OMP_NUM_THREADS=2 nice -n 5 tools/oracle/.venv/bin/python tools/demo_model/train.py --threads 2 --deadline 19:54
 
 Model: HF transformers DeepseekV4ForCausalLM (float32, eager attention, eager
 experts) with the config of demo_config.py, plus the MTP head of demo_lib.MTP.
@@ -15,8 +15,16 @@ Everything is seeded; batches are a function of (seed, step), so --resume
 continues the same run. Checkpoints (WORK/ckpt_last.pt every --eval-every steps,
 WORK/ckpt_best.pt on the best held-out loss of the exported view) make a
 partial run usable; --max-minutes stops cleanly (saving) when the budget is spent.
+
+--deadline (UTC wall-clock, "HH:MM" today or "YYYY-MM-DDTHH:MM") is a hard stop,
+and with it the step count is fitted to the time left: after --fit-after steps the
+measured seconds per step set --steps so that the run (QAT steps cost about
+--qat-cost times a plain step, plus the evaluations) ends before the deadline, and
+it is refitted every 50 steps during the first half, so the cosine schedule and the
+QAT finish match the steps the run can actually afford. The fitted count is logged.
 """
 import argparse
+import datetime
 import json
 import math
 import os
@@ -69,6 +77,19 @@ def param_groups(model, mtp, wd):
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def parse_deadline(s):
+    """UTC "HH:MM[:SS]" (today) or ISO "YYYY-MM-DDTHH:MM[:SS]" -> epoch seconds."""
+    utc = datetime.timezone.utc
+    if "T" in s or "-" in s:
+        d = datetime.datetime.fromisoformat(s)
+        d = d.replace(tzinfo=utc) if d.tzinfo is None else d
+        return d.timestamp()
+    parts = [int(v) for v in s.split(":")]
+    now = datetime.datetime.now(utc)
+    d = now.replace(hour=parts[0], minute=parts[1], second=parts[2] if len(parts) > 2 else 0, microsecond=0)
+    return d.timestamp()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=os.path.join(dl.ROOT, "build", "demo_model"))
@@ -89,10 +110,19 @@ def main():
     ap.add_argument("--eval-windows", type=int, default=48, help="held-out windows used during training")
     ap.add_argument("--max-minutes", type=float, default=45.0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--deadline", default=None, help="UTC wall-clock hard stop; fits --steps to it")
+    ap.add_argument("--fit-after", type=int, default=20, help="steps measured before fitting --steps")
+    ap.add_argument("--qat-cost", type=float, default=1.25, help="QAT step time / plain step time")
+    ap.add_argument("--reserve-s", type=float, default=60.0, help="seconds kept free before the deadline")
     args = ap.parse_args()
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    deadline = parse_deadline(args.deadline) if args.deadline else None
+    if deadline is not None:
+        print(f"deadline {datetime.datetime.fromtimestamp(deadline, datetime.timezone.utc).isoformat()}, "
+              f"{(deadline - time.time()) / 60:.1f} min from now", flush=True)
     from tokenizers import Tokenizer
 
     c = dc.official_config()
@@ -139,7 +169,35 @@ def main():
     model.train()
     mtp.train()
     step = start
+    step_time, step_count, eval_time, n_evals = 0.0, 0, 0.0, 0
+    fitted = []
+
+    def fit_steps():
+        """Choose args.steps so that the remaining steps and evaluations end before the deadline."""
+        sps = step_time / step_count
+        ev = eval_time / n_evals if n_evals else 12 * sps
+        left = deadline - time.time() - args.reserve_s
+        # remaining cost for a total of n steps: plain steps to qat_start, QAT steps after, evals, final eval
+        best_n = step
+        for n in range(step, step + 20000):
+            qs = max(step, int(n * (1 - args.qat_frac)))
+            cost = (qs - step) * sps + (n - qs) * sps * args.qat_cost
+            cost += ((n // args.eval_every) - (step // args.eval_every) + 1) * ev
+            if cost > left:
+                break
+            best_n = n
+        if best_n != args.steps:
+            print(f"fit: {sps:.2f} s/step, eval {ev:.0f} s, {left / 60:.1f} min left -> steps {args.steps} -> {best_n}",
+                  flush=True)
+            fitted.append({"at_step": step, "s_per_step": sps, "steps": best_n})
+            args.steps = best_n
+
     while step < args.steps:
+        if deadline is not None and step < qat_start and step < args.steps // 2 and (
+                step_count == args.fit_after or (step_count > args.fit_after and step % 50 == 0)):
+            fit_steps()
+            qat_start = int(args.steps * (1 - args.qat_frac))
+        ts = time.time()
         x = batch_at(step, args.seed, ids, starts, args.batch, T)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
@@ -165,6 +223,9 @@ def main():
         opt.step()
         balance.update()
         step += 1
+        if step > start + 3:  # the first steps include warm-up costs
+            step_time += time.time() - ts
+            step_count += 1
         tr_loss, tr_mtp, tr_idx, tr_n = tr_loss + loss.item(), tr_mtp + mloss.item(), tr_idx + iloss.item(), tr_n + 1
         elapsed = elapsed0 + time.time() - t0
         if step % 10 == 0:
@@ -173,7 +234,12 @@ def main():
                   f"lr {lr_at(step - 1, args):.2e}{' qat' if qat else ''} {tps:.0f} tok/s "
                   f"{elapsed / 60:.1f} min", flush=True)
         over_time = elapsed > args.max_minutes * 60
+        if deadline is not None and step_count:
+            # stop while a final evaluation still fits before the deadline
+            ev = eval_time / n_evals if n_evals else 12 * step_time / step_count
+            over_time = over_time or time.time() + step_time / step_count * args.qat_cost + ev > deadline
         if step % args.eval_every == 0 or step == args.steps or over_time:
+            te = time.time()
             loads = balance.stats()
             balance.reset()
             ev = dl.evaluate(model, mtp, box, windows)
@@ -181,7 +247,8 @@ def main():
                 evq = dl.evaluate(model, mtp, box, windows)
             rec = {"step": step, "train_loss": tr_loss / tr_n, "train_mtp": tr_mtp / tr_n, "idx_kl": tr_idx / tr_n,
                    "valid": ev, "valid_exported": evq, "elapsed_s": elapsed,
-                   "max_load": [round(v, 2) for v in loads]}
+                   "max_load": [round(v, 2) for v in loads], "steps_planned": args.steps,
+                   "threads": args.threads, "fitted": list(fitted)}
             log.append(rec)
             tr_loss, tr_mtp, tr_idx, tr_n = 0.0, 0.0, 0.0, 0
             print("eval " + json.dumps(rec), flush=True)
@@ -189,6 +256,8 @@ def main():
                 best = evq["loss"]
                 save(best_path, step)
             save(last_path, step)
+            eval_time += time.time() - te
+            n_evals += 1
         if over_time:
             print(f"time budget of {args.max_minutes} min spent at step {step}; stopping", flush=True)
             break
