@@ -2,7 +2,7 @@
  * compressed entries, sparse gathered attention with sinks, grouped output. */
 #include "attention.h"
 #include "csa2.h"
-#include "threads.h"
+#include "linear.h"
 
 #include <math.h>
 #include <string.h>
@@ -28,10 +28,11 @@ static void queries(const lt_attention *a, const lt_config *cfg, const lt_rope *
     lt_num_store(nm, s->q, n * H * hd);
 }
 
-/* steps 5-6: kv = kv_norm(wkv h), rotated, FP8 round trip of the nope part
- * in blocks of 64 (V4.1: of the whole vector in blocks of 32) */
+/* steps 5-6: kv = kv_norm(wkv h), rotated; storing the rows (s->kvp) is
+ * the FP8 round trip of the nope part in blocks of 64 (V4.1: of the whole
+ * vector in blocks of 32), see lt_attention_formats */
 static void shared_kv(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
-                      lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
+                      const lt_attn_cache *cache, lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
     int64_t hd = cfg->head_dim, rd = rope->dim;
     lt_num_linear(nm, &a->wkv, h, n, s->kv, LT_LIN_QUANT);
     for (int64_t t = 0; t < n; t++) {
@@ -42,19 +43,36 @@ static void shared_kv(const lt_attention *a, const lt_config *cfg, const lt_rope
         lt_rope_apply(kv + hd - rd, s->cs, (int)rd, 0);
     }
     lt_num_store(nm, s->kv, n * hd);
-    lt_num_qat_fp8(nm, s->kv, n, hd, a->v41 ? hd : hd - rd, a->v41 ? 32 : 64);
+    for (int64_t t = 0; t < n; t++) lt_kv_pack(&cache->win_fmt, s->kv + t * hd, s->kvp + t * cache->win_fmt.bytes);
 }
 
-/* steps 8-17: new compressed entries (FP8 round trip of their nope part)
- * and, for CSA, the indexer's selection */
+void lt_attention_formats(const lt_attention *a, const lt_config *cfg, const lt_num *nm, lt_kv_fmt *win,
+                          lt_kv_fmt *cmp) {
+    int64_t hd = cfg->head_dim;
+    if (a->v41) { /* the model's own round trips (nm->qat), where they apply */
+        *win = lt_num_qat_on(nm, hd, 32) ? lt_kv_fmt_fp8(hd, hd, 32) : lt_kv_fmt_f32(hd);
+        *cmp = lt_num_qat_on(nm, hd, 16) ? lt_kv_fmt_fp4(hd, 16) : lt_kv_fmt_f32(hd);
+        return;
+    }
+    *win = *cmp = lt_num_ref(nm) ? lt_kv_fmt_fp8(hd, hd - cfg->rope_dim, 64) : lt_kv_fmt_f32(hd);
+}
+
+/* stores the m entries of s->ent as cache rows n_cmp.. (the round trip) */
+void lt_attention_store_entries(lt_attn_cache *cache, const lt_attn_scratch *s, int64_t m, int64_t hd) {
+    for (int64_t i = 0; i < m; i++)
+        lt_kv_pack(&cache->cmp_fmt, s->ent + i * hd, cache->cmp + (cache->n_cmp + i) * cache->cmp_fmt.bytes);
+    cache->n_cmp += m;
+}
+
+/* steps 8-17: new compressed entries (stored with the FP8 round trip of
+ * their nope part) and, for CSA, the indexer's selection */
 static void compressed_entries(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
                                lt_attn_cache *cache, lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
-    int64_t hd = cfg->head_dim, rd = rope->dim, first = cache->n_cmp;
-    cache->n_cmp = lt_compressor_forward(&a->cmp, rope, (float)cfg->rms_norm_eps, nm, &cache->pool, h, n, pos0,
-                                         s->cmp, s->cs, cache->cmp, first);
-    lt_num_qat_fp8(nm, cache->cmp + first * hd, cache->n_cmp - first, hd, hd - rd, 64);
+    int64_t m = lt_compressor_forward(&a->cmp, rope, (float)cfg->rms_norm_eps, nm, &cache->pool, h, n, pos0, s->cmp,
+                                      s->cs, s->ent, 0);
+    lt_attention_store_entries(cache, s, m, cfg->head_dim);
     if (a->ratio == 4)
-        lt_indexer_forward(&a->idx, cfg, rope, nm, &cache->idx, &s->idx, h, s->qr, n, pos0, s->cmp, s->cs);
+        lt_indexer_forward(&a->idx, cfg, rope, nm, &cache->idx, &s->idx, h, s->qr, n, pos0, s->cmp, s->cs, s->ent);
 }
 
 /* V4.1 (src/csa2.h): a KV source compresses, an index source selects, a
@@ -78,96 +96,50 @@ static void csa2_entries(const lt_attention *a, const lt_config *cfg, const lt_r
  * the decode layout; a prompt split into chunks shorter than W gets its
  * first chunk's width, where the official prefill would use min(T, W). */
 static int64_t gather_rows(const lt_attention *a, const lt_config *cfg, const lt_num *nm, const lt_attn_cache *cache,
-                           const lt_attn_cache *src, lt_attn_scratch *s, int64_t t, int64_t n, int64_t pos0) {
-    int64_t hd = cfg->head_dim, W = cfg->sliding_window, p = pos0 + t, k = 0;
+                           const lt_attn_cache *src, lt_attn_scratch *s, int64_t t, int64_t n, int64_t pos0,
+                           int64_t *n_win) {
+    int64_t W = cfg->sliding_window, p = pos0 + t, k = 0, wb = cache->win_fmt.bytes, cb = src->cmp_fmt.bytes;
     for (int64_t q = p - W + 1 < 0 ? 0 : p - W + 1; q <= p; q++)
-        s->rows[k++] = q >= pos0 ? s->kv + (q - pos0) * hd : cache->win + (q % W) * hd;
+        s->rows[k++] = q >= pos0 ? s->kvp + (q - pos0) * wb : cache->win + (q % W) * wb;
     if (lt_num_ref(nm) && !a->v41)
         for (int64_t width = pos0 == 0 && n < W ? n : W; k < width;) s->rows[k++] = NULL;
+    *n_win = k;
     if (a->indexed) {
         const int32_t *sel = s->idx.sel + t * cfg->index_topk;
-        for (int32_t i = 0; i < s->idx.n_sel[t]; i++) s->rows[k++] = src->cmp + (int64_t)sel[i] * hd;
+        for (int32_t i = 0; i < s->idx.n_sel[t]; i++) s->rows[k++] = src->cmp + (int64_t)sel[i] * cb;
     } else if (a->ratio > 0) {
-        for (int64_t w = 0; w < (p + 1) / a->ratio; w++) s->rows[k++] = src->cmp + w * hd;
+        for (int64_t w = 0; w < (p + 1) / a->ratio; w++) s->rows[k++] = src->cmp + w * cb;
     }
     return k;
 }
 
-/* EXACT: one softmax over the row, p normalised.
- * REFERENCE: kernel.py sparse_attn_kernel: blocks of LT_SPARSE_ATTN_BLOCK
- * slots in row order, a NULL row (index -1) masked with the score -inf; per
- * block acc_o *= exp(max_prev - max) and acc_o += bf16(p) . kv (fp32); after
- * the last block acc_o /= sum_exp + exp(sink - max). */
-void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
-                       float sink, const lt_num *nm, float *p, float *o) {
-    memset(o, 0, (size_t)hd * sizeof *o);
-    if (lt_num_ref(nm)) {
-        lt_num_attn_acc acc = LT_NUM_ATTN_ACC_INIT;
-        for (int64_t b = 0; b < n_rows; b += LT_SPARSE_ATTN_BLOCK) {
-            int64_t e = b + LT_SPARSE_ATTN_BLOCK < n_rows ? b + LT_SPARSE_ATTN_BLOCK : n_rows;
-            for (int64_t j = b; j < e; j++) p[j] = rows[j] ? lt_dot(q, rows[j], hd) * scale : -INFINITY;
-            float r = lt_num_attn_block(&acc, p + b, e - b);
-            for (int64_t c = 0; c < hd; c++) o[c] *= r;
-            for (int64_t j = b; j < e; j++)
-                if (rows[j]) lt_axpy(o, p[j], rows[j], hd);
-        }
-        float div = lt_num_attn_divisor(&acc, sink);
-        for (int64_t c = 0; c < hd; c++) o[c] /= div;
-        return;
-    }
-    for (int64_t j = 0; j < n_rows; j++) p[j] = lt_dot(q, rows[j], hd) * scale;
-    float div = lt_num_attn_softmax(nm, p, n_rows, sink);
-    for (int64_t j = 0; j < n_rows; j++) lt_axpy(o, p[j], rows[j], hd);
-    for (int64_t c = 0; c < hd; c++) o[c] /= div;
-}
-
-/* one token's heads over its gathered rows, heads shared among threads */
-typedef struct {
-    const lt_attention *a;
-    const lt_num *nm;
-    lt_attn_scratch *s;
-    const float *q;        /* [H, hd] */
-    float *o;              /* [H, hd] */
-    int64_t n_rows, hd;
-    int rd;
-    float scale;
-} heads_job;
-
-/* steps 18-19 for head h: attention, then the inverse rotation at the
- * query position (s->cs) */
-static void head_item(void *ctx, int64_t h, int tid) {
-    const heads_job *j = ctx;
-    float *o = j->o + h * j->hd;
-    (void)tid;
-    lt_attention_head(j->q + h * j->hd, j->s->rows, j->n_rows, j->hd, j->scale, lt_vec_at(&j->a->sink, h), j->nm,
-                      j->s->p + h * j->s->max_rows, o);
-    lt_num_store(j->nm, o, j->hd);
-    lt_rope_apply(o + j->hd - j->rd, j->s->cs, j->rd, 1);
-    lt_num_store(j->nm, o, j->hd);
-}
-
+/* steps 18-19 for every token: attention over its rows (the kernel's
+ * online softmax, REFERENCE: with the official kernel's roundings), then the
+ * inverse rotation at the query position */
 static void attend(const lt_attention *a, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
                    const lt_attn_cache *cache, const lt_attn_cache *src, lt_attn_scratch *s, int64_t n,
                    int64_t pos0) {
-    int64_t H = cfg->n_heads, hd = cfg->head_dim;
-    heads_job j = {.a = a, .nm = nm, .s = s, .hd = hd, .rd = rope->dim, .scale = (float)(1.0 / sqrt((double)hd))};
+    int64_t H = cfg->n_heads, hd = cfg->head_dim, rd = rope->dim;
+    const lt_kv_fmt fmt[2] = {cache->win_fmt, src->cmp_fmt};
+    float scale = (float)(1.0 / sqrt((double)hd));
+    for (int64_t h = 0; h < H; h++) s->sink[h] = lt_vec_at(&a->sink, h);
     for (int64_t t = 0; t < n; t++) {
-        j.n_rows = gather_rows(a, cfg, nm, cache, src, s, t, n, pos0);
-        j.q = s->q + t * H * hd;
-        j.o = s->o + t * H * hd;
+        int64_t n_win, n_rows = gather_rows(a, cfg, nm, cache, src, s, t, n, pos0, &n_win);
+        float *o = s->o + t * H * hd;
+        lt_attention_rows(s->q + t * H * hd, H, fmt, n_win, s->rows, n_rows, s->sink, scale, lt_num_ref(nm), o);
+        lt_num_store(nm, o, H * hd);
         lt_rope_angles(rope, pos0 + t, s->cs);
-        if (H * j.n_rows * hd >= LT_PAR_MIN_MACS) lt_parallel_for(H, head_item, &j);
-        else
-            for (int64_t h = 0; h < H; h++) head_item(&j, h, 0);
+        for (int64_t h = 0; h < H; h++) lt_rope_apply(o + h * hd + hd - rd, s->cs, (int)rd, 1);
+        lt_num_store(nm, o, H * hd);
     }
 }
 
 /* the ring keeps the last W positions for the next call */
 static void remember_window(const lt_config *cfg, lt_attn_cache *cache, const lt_attn_scratch *s, int64_t n,
                             int64_t pos0) {
-    int64_t hd = cfg->head_dim, W = cfg->sliding_window;
+    int64_t W = cfg->sliding_window, wb = cache->win_fmt.bytes;
     for (int64_t q = (n > W ? pos0 + n - W : pos0); q < pos0 + n; q++)
-        memcpy(cache->win + (q % W) * hd, s->kv + (q - pos0) * hd, (size_t)hd * sizeof *s->kv);
+        memcpy(cache->win + (q % W) * wb, s->kvp + (q - pos0) * wb, (size_t)wb);
 }
 
 /* steps 20-22: y_g = wo_a[g] . (heads of group g); out = wo_b . y */
@@ -186,7 +158,7 @@ void lt_attention_forward(const lt_attention *a, const lt_config *cfg, const lt_
                           lt_attn_cache *cache, lt_attn_cache *src, lt_attn_scratch *s, const float *h, int64_t n,
                           int64_t pos0, float *out) {
     queries(a, cfg, rope, nm, s, h, n, pos0);
-    shared_kv(a, cfg, rope, nm, s, h, n, pos0);
+    shared_kv(a, cfg, rope, nm, cache, s, h, n, pos0);
     if (a->v41) csa2_entries(a, cfg, rope, nm, src, s, h, n, pos0);
     else if (a->ratio > 0) compressed_entries(a, cfg, rope, nm, cache, s, h, n, pos0);
     attend(a, cfg, rope, nm, cache, src, s, n, pos0);

@@ -24,6 +24,7 @@
 
 #include "compressor.h"
 #include "indexer.h"
+#include "kvrow.h"
 
 typedef struct {
     int ratio;             /* compress ratio of the layer: 0, 4 (CSA) or other (HCA); V4.1: 0, 2, 1 */
@@ -43,10 +44,12 @@ typedef struct {
     lt_indexer idx;        /* V4 ratio == 4; V4.1 KV sources (wk, k_norm) and index sources */
 } lt_attention;
 
-/* Per-sequence state of one layer's attention (spec 4.8). */
+/* Per-sequence state of one layer's attention (spec 4.8). Rows are stored
+ * in the formats of src/kvrow.h (lt_attention_formats). */
 typedef struct {
-    float *win;            /* [W, hd] ring: the kv of position p at row p % W */
-    float *cmp;            /* [n_ctx / ratio, hd] compressed entries (V4.1: KV sources only) */
+    lt_kv_fmt win_fmt, cmp_fmt;
+    uint8_t *win;          /* [W] ring rows: the kv of position p at row p % W */
+    uint8_t *cmp;          /* [n_ctx / ratio] compressed entry rows (V4.1: KV sources only) */
     int64_t n_cmp;
     lt_pool pool;          /* the compressor's open windows */
     lt_indexer_cache idx;  /* V4 CSA; V4.1 KV sources (keys only, no pool) */
@@ -60,13 +63,15 @@ typedef struct {
     float *qr;             /* [n, Q] */
     float *q;              /* [n, H*hd] */
     float *kv;             /* [n, hd] */
+    uint8_t *kvp;          /* [n] the chunk's kv rows as stored (win_fmt) */
+    float *ent;            /* [n + 1, max(hd, di)] new compressed entries (or index keys) before storage */
     float *o;              /* [n, H*hd] */
     float *og;             /* [n, H*hd/G] one group's heads, gathered */
     float *y;              /* [n, G*R] */
     float *cmp;            /* [2 * n * 2*hd] compressor projections */
     float *cs;             /* [rd] cos/sin */
-    const float **rows;    /* [max_rows] one query's gathered K=V rows */
-    float *p;              /* [H, max_rows] per head: scores, then probabilities */
+    const uint8_t **rows;  /* [max_rows] one query's gathered K=V rows */
+    float *sink;           /* [H] the layer's sinks as fp32 */
     int64_t max_rows;
     lt_indexer_scratch idx;
 } lt_attn_scratch;
@@ -78,13 +83,13 @@ void lt_attention_forward(const lt_attention *a, const lt_config *cfg, const lt_
                           lt_attn_cache *cache, lt_attn_cache *src, lt_attn_scratch *s, const float *h, int64_t n,
                           int64_t pos0, float *out);
 
-/* Attention of one query head over gathered rows (spec 3.6): o = sum_j
- * softmax'(s)_j v_j with s_j = q.k_j * scale and the sink only in the
- * denominator. A NULL row is a padding slot (score -inf). In REFERENCE mode
- * the rows are walked in the official kernel's 64-slot blocks with its
- * online softmax (lt_num_attn_block), so slot order matters there. p
- * receives the weights of P.V. */
-void lt_attention_head(const float *q, const float *const *rows, int64_t n_rows, int64_t hd, float scale,
-                       float sink, const lt_num *nm, float *p, float *o);
+/* Stores the m compressed entries in s->ent as the cache's rows n_cmp..
+ * (the storage is the round trip, kvrow.h). */
+void lt_attention_store_entries(lt_attn_cache *cache, const lt_attn_scratch *s, int64_t m, int64_t hd);
+
+/* The storage formats of a layer's window and compressed rows under the
+ * numerics nm: lossless for what the model's round trips leave (kvrow.h). */
+void lt_attention_formats(const lt_attention *a, const lt_config *cfg, const lt_num *nm, lt_kv_fmt *win,
+                          lt_kv_fmt *cmp);
 
 #endif

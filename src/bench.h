@@ -27,7 +27,7 @@ typedef struct {
     int index_heads, index_dim, index_topk;
     int n_experts, n_active, moe_inter;
     int block;               /* FP8 weight (and activation) block */
-    int n_layers, vocab, window;
+    int n_layers, vocab, window, rope_dim;
     int early_ratio;         /* V4: compress ratio of layers 0 and 1 (then CSA/HCA alternate) */
 } lt_bench_arch;
 
@@ -103,7 +103,8 @@ lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_probe *p, lt_b
 /* ---- attention by context ---------------------------------------------- */
 
 /* Synthetic caches of one layer at a context length (bench_attn.c): the
- * 128-row window, the compressed rows (fp32, as the forward keeps them) and
+ * 128-row window and the compressed rows stored as the forward stores them
+ * in REFERENCE numerics (kvrow.h: V4 584 B, V4.1 528 / 288 B per row) and
  * the index keys (FP4 with per-32 scales, 68 bytes per key: the reference
  * numerics' round trip). */
 typedef struct lt_bench_attn lt_bench_attn;

@@ -8,13 +8,13 @@
 static const lt_bench_arch archs[] = {
     {.name = "v4-flash", .v41 = 0, .dim = 4096, .n_heads = 64, .head_dim = 512, .q_rank = 1024, .o_groups = 8,
      .o_rank = 1024, .index_heads = 64, .index_dim = 128, .index_topk = 512, .n_experts = 256, .n_active = 6,
-     .moe_inter = 2048, .block = 128, .n_layers = 43, .vocab = 129280, .window = 128, .early_ratio = 0},
+     .moe_inter = 2048, .block = 128, .n_layers = 43, .vocab = 129280, .window = 128, .rope_dim = 64, .early_ratio = 0},
     {.name = "v4-pro", .v41 = 0, .dim = 7168, .n_heads = 128, .head_dim = 512, .q_rank = 1536, .o_groups = 16,
      .o_rank = 1024, .index_heads = 64, .index_dim = 128, .index_topk = 1024, .n_experts = 384, .n_active = 6,
-     .moe_inter = 3072, .block = 128, .n_layers = 61, .vocab = 129280, .window = 128, .early_ratio = 128},
+     .moe_inter = 3072, .block = 128, .n_layers = 61, .vocab = 129280, .window = 128, .rope_dim = 64, .early_ratio = 128},
     {.name = "v41-flash", .v41 = 1, .dim = 5120, .n_heads = 64, .head_dim = 512, .q_rank = 1280, .o_groups = 8,
      .o_rank = 1024, .index_heads = 32, .index_dim = 128, .index_topk = 512, .n_experts = 384, .n_active = 6,
-     .moe_inter = 2304, .block = 32, .n_layers = 40, .vocab = 129280, .window = 128},
+     .moe_inter = 2304, .block = 32, .n_layers = 40, .vocab = 129280, .window = 128, .rope_dim = 64},
 };
 
 const char *const lt_bench_arch_names = "v4-flash, v4-pro, v41-flash";

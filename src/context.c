@@ -33,19 +33,19 @@ static void layout_pool(carver *cv, const lt_compressor *k, lt_pool *p) {
 static void layout_cache(const lt_context *c, carver *cv, const lt_block *b, lt_attn_cache *k) {
     const lt_config *cfg = &c->m->cfg;
     const lt_attention *a = &b->attn;
-    CARVE(cv, k->win, (int64_t)cfg->sliding_window * cfg->head_dim);
+    lt_attention_formats(a, cfg, &c->num, &k->win_fmt, &k->cmp_fmt);
+    CARVE(cv, k->win, (int64_t)cfg->sliding_window * k->win_fmt.bytes);
     if (a->ratio == 0 || a->kv_source != b->layer) return;
-    if (a->v41) {
-        CARVE(cv, k->cmp, c->n_ctx / a->ratio * cfg->head_dim);
-        layout_pool(cv, &a->cmp, &k->pool);
-        CARVE(cv, k->idx.keys, c->n_ctx / a->ratio * cfg->index_head_dim);
-        return;
-    }
-    CARVE(cv, k->cmp, c->n_ctx / a->ratio * cfg->head_dim);
+    CARVE(cv, k->cmp, c->n_ctx / a->ratio * k->cmp_fmt.bytes);
     layout_pool(cv, &a->cmp, &k->pool);
-    if (a->ratio != 4) return;
-    CARVE(cv, k->idx.keys, c->n_ctx / 4 * cfg->index_head_dim);
-    layout_pool(cv, &a->idx.cmp, &k->idx.pool);
+    if (!a->v41 && a->ratio != 4) return;
+    int64_t n_keys = c->n_ctx / a->ratio, di = cfg->index_head_dim;
+    int fp4 = lt_indexer_fp4(&c->num, di);
+    uint8_t *data, *scale;
+    CARVE(cv, data, n_keys * (fp4 ? di / 2 : di * (int64_t)sizeof(float)));
+    CARVE(cv, scale, fp4 ? n_keys * di / 32 : 0);
+    lt_indexer_cache_init(&k->idx, &c->num, di, data, scale);
+    if (!a->v41) layout_pool(cv, &a->idx.cmp, &k->idx.pool);
 }
 
 static const lt_attention *attn_of(const lt_model *m, int l) {
@@ -87,16 +87,19 @@ static void layout_attn_scratch(const lt_context *c, carver *cv, lt_attn_scratch
     CARVE(cv, s->qr, nb * cfg->q_lora_rank);
     CARVE(cv, s->q, nb * H * hd);
     CARVE(cv, s->kv, nb * hd);
+    CARVE(cv, s->kvp, nb * hd * (int64_t)sizeof(float)); /* the widest row format */
+    CARVE(cv, s->ent, (nb + 1) * LT_MAX(hd, di));       /* ratio 1 (V4.1): one entry per token */
     CARVE(cv, s->o, nb * H * hd);
     CARVE(cv, s->og, nb * H * hd / G);
     CARVE(cv, s->y, nb * G * cfg->o_lora_rank);
     CARVE(cv, s->cmp, 2 * nb * 2 * LT_MAX(hd, di));
     CARVE(cv, s->cs, cfg->rope_dim);
     CARVE(cv, s->rows, rows);
-    CARVE(cv, s->p, H * rows);
+    CARVE(cv, s->sink, H);
     CARVE(cv, s->idx.q, nb * Hi * di);
     CARVE(cv, s->idx.wt, nb * Hi);
     CARVE(cv, s->idx.score, max_ranked(c));
+    CARVE(cv, s->idx.qs, Hi * di * (int64_t)sizeof(float));
     CARVE(cv, s->idx.heap_s, LT_MAX(K, KB));
     CARVE(cv, s->idx.heap_i, LT_MAX(K, KB));
     CARVE(cv, s->idx.sel, nb * K);
@@ -165,7 +168,7 @@ static void layout(lt_context *c, carver *cv) {
 static void reset_cache(const lt_block *b, lt_attn_cache *k) {
     const lt_attention *a = &b->attn;
     k->n_cmp = 0;
-    k->idx.n_keys = 0;
+    k->idx.keys.rows = 0;
     if (a->ratio > 0 && a->kv_source == b->layer) lt_pool_reset(&a->cmp, &k->pool);
     if (!a->v41 && a->ratio == 4) lt_pool_reset(&a->idx.cmp, &k->idx.pool);
 }

@@ -1,6 +1,7 @@
 /* V4.1 CSA2 / CED sharing (spec 5.1): KV-source compression with index keys,
  * Full and Reindex scoring, and the two-level candidate selection. */
 #include "csa2.h"
+#include "util.h"
 
 #include <math.h>
 
@@ -18,11 +19,9 @@ void lt_csa2_compress(const lt_attention *a, const lt_config *cfg, const lt_rope
                       lt_attn_cache *src, lt_attn_scratch *s, const float *h, int64_t n, int64_t pos0) {
     int64_t hd = cfg->head_dim, di = cfg->index_head_dim, rd = rope->dim, first = src->n_cmp;
     float eps = (float)cfg->rms_norm_eps;
-    src->n_cmp = lt_compressor_forward(&a->cmp, NULL, eps, nm, &src->pool, h, n, pos0, s->cmp, s->cs, src->cmp, first);
-    int64_t m = src->n_cmp - first;
-    src->idx.n_keys = src->n_cmp;
+    int64_t m = lt_compressor_forward(&a->cmp, NULL, eps, nm, &src->pool, h, n, pos0, s->cmp, s->cs, s->ent, 0);
     if (m == 0) return;
-    float *latent = src->cmp + first * hd, *keys = src->idx.keys + first * di;
+    float *latent = s->ent, *keys = s->cmp; /* the compressor is done with its scratch */
     /* the index keys read the latents before their rotation */
     lt_num_linear(nm, &a->idx.wk, latent, m, keys, LT_LIN_QUANT);
     for (int64_t g = 0; g < m; g++) {
@@ -36,7 +35,8 @@ void lt_csa2_compress(const lt_attention *a, const lt_config *cfg, const lt_rope
     lt_num_store(nm, keys, m * di);
     lt_num_store(nm, latent, m * hd);
     lt_indexer_quantise(nm, keys, m, di);
-    lt_num_qat_fp4_e4m3(nm, latent, m, hd, 16);
+    lt_indexer_store(&src->idx, keys, m);
+    lt_attention_store_entries(src, s, m, hd); /* the FP4 round trip with E4M3 scales per 16 */
 }
 
 /* Level one at the candidate source: block b scores the best of its
@@ -77,12 +77,16 @@ void lt_csa2_select(const lt_attention *a, const lt_config *cfg, const lt_rope *
         int32_t *sel = x->sel + t * K;
         if (a->csa2 & LT_CSA2_USES_CANDIDATES) { /* Reindex: only the candidate entries compete */
             int64_t nc = candidate_entries(x->cand + t * KB, x->n_cand[t], bs, nv, x->ids);
-            lt_indexer_score(q, wt, src->idx.keys, x->ids, nc, Hi, di, x->score);
+            for (int32_t b = 0; b < x->n_cand[t]; b++) {
+                int64_t j0 = x->cand[t * KB + b] * bs;
+                lt_indexer_scores(nm, &src->idx, x, q, wt, Hi, j0, LT_MIN_I64(j0 + bs, nv));
+            }
+            for (int64_t i = 0; i < nc; i++) x->score[i] = x->score[x->ids[i]]; /* ids[i] >= i: in place */
             x->n_sel[t] = lt_indexer_topk(x->score, nc, K, x->heap_s, x->heap_i, sel);
             for (int32_t i = 0; i < x->n_sel[t]; i++) sel[i] = x->ids[sel[i]]; /* ascending stays ascending */
             continue;
         }
-        lt_indexer_score(q, wt, src->idx.keys, NULL, nv, Hi, di, x->score); /* Full */
+        lt_indexer_scores(nm, &src->idx, x, q, wt, Hi, 0, nv); /* Full */
         x->n_sel[t] = lt_indexer_topk(x->score, nv, K, x->heap_s, x->heap_i, sel);
         if (a->csa2 & LT_CSA2_CANDIDATE_SOURCE)
             x->n_cand[t] = candidate_blocks(x->score, nv, bs, KB, x, x->cand + t * KB);

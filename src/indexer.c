@@ -1,10 +1,12 @@
 /* Lightning indexer (spec 4.3 steps 13-17): compressed index keys, index
  * queries, ReLU-weighted scores and the top-k selection. */
 #include "indexer.h"
-#include "attention.h"
-#include "threads.h"
+#include "linear.h"
+#include "quant.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 /* V4 REFERENCE: Hadamard rotation then FP4 round trip of n rows of di
  * (rotate_activation + fp4_act_quant); in EXACT mode the orthonormal
@@ -43,42 +45,48 @@ void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num
     lt_num_store(nm, wt, n * Hi);
 }
 
-/* step 16: score[i] = sum_h wt_h ReLU(q_h . k_e) for i in [i0, i1), entry
- * e = ids[i] (or i), with the rounding of nm */
-static void score_entries(const lt_num *nm, const float *q, const float *wt, const float *keys, const int32_t *ids,
-                          int64_t i0, int64_t i1, int64_t Hi, int64_t di, float *score) {
-    for (int64_t w = i0; w < i1; w++) score[w] = lt_num_index_score(nm, q, wt, keys + (ids ? ids[w] : w) * di, Hi, di);
+int lt_indexer_fp4(const lt_num *nm, int64_t di) { return lt_num_qat_on(nm, di, 32) && di % 32 == 0; }
+
+void lt_indexer_cache_init(lt_indexer_cache *c, const lt_num *nm, int64_t di, void *data, uint8_t *scale) {
+    int fp4 = lt_indexer_fp4(nm, di);
+    c->keys = (lt_weight){.type = fp4 ? LT_W_FP4 : LT_W_F32, .data = data, .scale = fp4 ? scale : NULL,
+                          .cols = di, .block_r = 1, .block_c = 32, .name = "index keys"};
 }
 
-/* one token's scores over its nv visible entries, in chunks among threads */
-#define SCORE_CHUNK 64
-
-typedef struct {
-    const lt_num *nm;
-    const float *q, *wt, *keys;
-    const int32_t *ids;
-    float *score;
-    int64_t nv, Hi, di;
-} score_job;
-
-static void score_item(void *ctx, int64_t item, int tid) {
-    const score_job *j = ctx;
-    (void)tid;
-    int64_t w0 = item * SCORE_CHUNK, w1 = w0 + SCORE_CHUNK < j->nv ? w0 + SCORE_CHUNK : j->nv;
-    score_entries(j->nm, j->q, j->wt, j->keys, j->ids, w0, w1, j->Hi, j->di, j->score);
+/* rows x[m, di] as weight rows r0.. of w (writable storage behind it):
+ * FP4 packing is lossless on values the FP4 round trip left */
+static void store_rows(const lt_weight *w, int64_t r0, const float *x, int64_t m) {
+    int64_t di = w->cols;
+    if (w->type == LT_W_F32) {
+        memcpy((float *)(uintptr_t)w->data + r0 * di, x, (size_t)(m * di) * sizeof *x);
+        return;
+    }
+    for (int64_t r = 0; r < m; r++)
+        lt_pack_fp4(x + r * di, di, (uint8_t *)(uintptr_t)w->data + (r0 + r) * di / 2,
+                    (uint8_t *)(uintptr_t)w->scale + (r0 + r) * di / 32);
 }
 
-static void index_scores(const lt_num *nm, const float *q, const float *wt, const float *keys, const int32_t *ids,
-                         int64_t n, int64_t Hi, int64_t di, float *score) {
-    score_job j = {nm, q, wt, keys, ids, score, n, Hi, di};
-    if (n * Hi * di >= LT_PAR_MIN_MACS) lt_parallel_for((n + SCORE_CHUNK - 1) / SCORE_CHUNK, score_item, &j);
-    else score_entries(nm, q, wt, keys, ids, 0, n, Hi, di, score);
+void lt_indexer_store(lt_indexer_cache *c, const float *x, int64_t m) {
+    store_rows(&c->keys, c->keys.rows, x, m);
+    c->keys.rows += m;
 }
 
-void lt_indexer_score(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t n,
-                      int64_t Hi, int64_t di, float *score) {
-    static const lt_num fp32 = {.mode = LT_NUMERICS_EXACT};
-    index_scores(&fp32, q, wt, keys, ids, n, Hi, di, score);
+void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q,
+                       const float *wt, int64_t Hi, int64_t j0, int64_t j1) {
+    int64_t di = c->keys.cols;
+    lt_weight Q = c->keys, K = c->keys;
+    Q.rows = Hi;
+    Q.data = s->qs;
+    Q.scale = s->qs + Hi * di / 2;
+    Q.name = "index queries";
+    store_rows(&Q, 0, q, Hi);
+    K.rows = j1; /* lt_index_scores covers [0, j1); shift the view for j0 */
+    if (j0 > 0) {
+        K.rows = j1 - j0;
+        K.data = (const uint8_t *)K.data + j0 * (K.type == LT_W_FP4 ? di / 2 : di * 4);
+        if (K.scale) K.scale += j0 * di / 32;
+    }
+    lt_index_scores(&K, &Q, wt, lt_num_ref(nm) && !nm->qat, K.rows, s->score + j0);
 }
 
 /* heap order: the worst kept entry on top (lower score, then higher index) */
@@ -136,19 +144,19 @@ int32_t lt_indexer_topk(const float *score, int64_t nv, int32_t k, float *heap_s
 
 void lt_indexer_forward(const lt_indexer *ix, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
                         lt_indexer_cache *cache, lt_indexer_scratch *s, const float *h, const float *qr,
-                        int64_t n, int64_t pos0, float *cmp_scratch, float *cs) {
+                        int64_t n, int64_t pos0, float *cmp_scratch, float *cs, float *keys) {
     int64_t di = cfg->index_head_dim, Hi = cfg->index_n_heads, m = ix->cmp.ratio;
     /* step 13: keys of the entries these tokens complete */
-    int64_t first = cache->n_keys;
-    cache->n_keys = lt_compressor_forward(&ix->cmp, rope, (float)cfg->rms_norm_eps, nm, &cache->pool, h, n, pos0,
-                                          cmp_scratch, cs, cache->keys, first);
-    lt_indexer_quantise(nm, cache->keys + first * di, cache->n_keys - first, di);
+    int64_t k = lt_compressor_forward(&ix->cmp, rope, (float)cfg->rms_norm_eps, nm, &cache->pool, h, n, pos0,
+                                      cmp_scratch, cs, keys, 0);
+    lt_indexer_quantise(nm, keys, k, di);
+    lt_indexer_store(cache, keys, k);
     lt_indexer_queries(ix, cfg, rope, nm, qr, n, pos0, s->q, cs);
     lt_indexer_weights(ix, cfg, nm, h, n, s->wt);
     /* step 17: each token ranks the entries visible to it */
     for (int64_t t = 0; t < n; t++) {
         int64_t nv = (pos0 + t + 1) / m;
-        index_scores(nm, s->q + t * Hi * di, s->wt + t * Hi, cache->keys, NULL, nv, Hi, di, s->score);
+        lt_indexer_scores(nm, cache, s, s->q + t * Hi * di, s->wt + t * Hi, Hi, 0, nv);
         s->n_sel[t] = lt_indexer_topk(s->score, nv, cfg->index_topk, s->heap_s, s->heap_i,
                                       s->sel + t * cfg->index_topk);
     }

@@ -26,10 +26,10 @@ typedef struct {
     lt_vec k_norm;           /* V4.1 KV sources: [di] */
 } lt_indexer;
 
-/* Per-sequence state: the compressed keys and the compressor's open windows. */
+/* Per-sequence state: the compressed keys as stored (lt_indexer_store) and
+ * the compressor's open windows (V4). */
 typedef struct {
-    float *keys;     /* [n_ctx / 4, di] */
-    int64_t n_keys;
+    lt_weight keys;  /* [n_keys = keys.rows, di]: FP4 or F32 */
     lt_pool pool;
 } lt_indexer_cache;
 
@@ -37,6 +37,7 @@ typedef struct {
     float *q;         /* [n, Hi*di] index queries */
     float *wt;        /* [n, Hi] head weights */
     float *score;     /* [n_ctx / 4] one token's entry scores */
+    uint8_t *qs;      /* [Hi * di * 4] one token's queries as stored */
     float *heap_s;    /* [max(K, KB)] selection heap: scores */
     int32_t *heap_i;  /* [max(K, KB)] selection heap: entry indices */
     int32_t *sel;     /* [n, K] selected entries per token, ascending */
@@ -50,10 +51,11 @@ typedef struct {
 
 /* Extends the key cache with the entries tokens h[n, D] complete, then
  * selects each token's entries from its query latent qr[n, Q]; results in
- * s->sel / s->n_sel. cmp_scratch and cs as in lt_compressor_forward. */
+ * s->sel / s->n_sel. cmp_scratch and cs as in lt_compressor_forward; keys
+ * holds the new keys [n / 4 + 1, di] before they are stored. */
 void lt_indexer_forward(const lt_indexer *ix, const lt_config *cfg, const lt_rope *rope, const lt_num *nm,
                         lt_indexer_cache *cache, lt_indexer_scratch *s, const float *h, const float *qr,
-                        int64_t n, int64_t pos0, float *cmp_scratch, float *cs);
+                        int64_t n, int64_t pos0, float *cmp_scratch, float *cs, float *keys);
 
 /* Index queries q[n, Hi*di] = wq_b(qr) per head, rotated at the token
  * positions pos0.., then quantised (see lt_indexer_quantise). */
@@ -68,11 +70,26 @@ void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num
  * V4.1 (nm->qat) FP4 only; nothing otherwise. */
 void lt_indexer_quantise(const lt_num *nm, float *x, int64_t n, int64_t di);
 
-/* One token's scores score[i] = sum_h wt_h ReLU(q_h . keys[e_i]) over n
- * entries e_i = ids[i] (ids NULL: e_i = i), among threads when large; in
- * fp32 (the V4 forward rounds them in REFERENCE mode, lt_num_index_score). */
-void lt_indexer_score(const float *q, const float *wt, const float *keys, const int32_t *ids, int64_t n,
-                      int64_t Hi, int64_t di, float *score);
+/* Index keys and queries are stored as their round trip leaves them: FP4
+ * with UE8M0 scales per 32 (68 B per 128-wide key, the weight format the
+ * kernels read) wherever the FP4 round trip applies to whole blocks (V4
+ * REFERENCE, V4.1), else F32. The scores then run on the kernel table's
+ * index_score: lt_indexer_scores. */
+int lt_indexer_fp4(const lt_num *nm, int64_t di);
+
+/* An empty key store over buffers for up to n keys (data: n * di * 4 bytes
+ * room, scale: n * di / 32). */
+void lt_indexer_cache_init(lt_indexer_cache *c, const lt_num *nm, int64_t di, void *data, uint8_t *scale);
+
+/* Appends m quantised keys x[m, di] (lt_indexer_quantise done). */
+void lt_indexer_store(lt_indexer_cache *c, const float *x, int64_t m);
+
+/* One token's scores score[j] = sum_h wt_h ReLU(q_h . keys[j]) for keys
+ * j in [j0, j1) from its quantised queries q[Hi, di]: stored like the keys
+ * in s->qs, then the kernel table's index_score across the pool (V4
+ * REFERENCE: with the official bf16 roundings). */
+void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q,
+                       const float *wt, int64_t Hi, int64_t j0, int64_t j1);
 
 /* The top-k of one token: the k best of score[0..nv) (or all nv when fewer),
  * written ascending to sel; returns the count. heap_s/heap_i hold k. */

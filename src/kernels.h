@@ -13,6 +13,7 @@
 #ifndef LT_KERNELS_H
 #define LT_KERNELS_H
 
+#include "kvrow.h"
 #include "weights.h"
 
 /* Largest activation quantisation block of matmul_actq / fake_quant_fp8. */
@@ -20,6 +21,11 @@
 /* Largest index query of index_score: heads, and heads x dim. */
 #define LT_INDEX_MAX_HEADS 128
 #define LT_INDEX_MAX_QUERY 16384
+/* attn_rows: slots per online-softmax block (sparse_attn's `block`), most
+ * heads per call and widest row. */
+#define LT_ATTN_BLOCK 64
+#define LT_ATTN_MAX_HEADS 128
+#define LT_ATTN_MAX_DIM 1024
 
 typedef struct {
     const char *name;  /* "ref", "avx2", "avx512", "neon" */
@@ -40,22 +46,22 @@ typedef struct {
      * amax = max(|x|, 1e-4), s = 2^ceil(log2(amax/448)), x = e4m3(x/s)*s.
      * The reference entry is lt_fake_quant_fp8 (quant.c). */
     void (*fake_quant_fp8)(float *x, int64_t n, int block);
-    /* Sparse attention of one query over gathered rows (spec 3.6), all heads
-     * sharing the rows (K = V, V4's single KV head), in three steps that
-     * lt_attention_rows (linear.h) runs across the pool:
-     *   attn_scores   S[h][j] = scale * q[h] . rows[j] for h < nh, j in [j0, j1)
-     *                 (q [nh][d], S row stride lds);
-     *   attn_softmax  one head's row in place: p_j = e^(s_j - M) /
-     *                 (sum_j e^(s_j - M) + e^(sink - M)), M = max_j s_j, the sink
-     *                 term only with has_sink; p_bf16 rounds p to bf16 (the
-     *                 reference kernel's P before P.V);
-     *   attn_mix      o[h][c] = sum_{j < n_rows} P[h][j] rows[j][c] for c in
-     *                 [c0, c1) (o [nh][d]); n_rows == 0 gives zeros. */
-    void (*attn_scores)(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t j0, int64_t j1,
-                        float scale, float *S, int64_t lds);
-    void (*attn_softmax)(float *p, int64_t n, float sink, int has_sink, int p_bf16);
-    void (*attn_mix)(const float *P, int64_t nh, int64_t lds, const float *const *rows, int64_t n_rows, int64_t d,
-                     int64_t c0, int64_t c1, float *o);
+    /* Sparse attention of one query over gathered KV rows (spec 3.6), all
+     * heads sharing them (K = V, V4's single KV head): heads [h0, h1) of
+     * q [.][d] into o [.][d] (d = f->d, h1 - h0 <= LT_ATTN_MAX_HEADS,
+     * d <= LT_ATTN_MAX_DIM). rows[j] is a stored row (kvrow.h) of format
+     * f[0] for j < n_first (the window), else f[1] (same d); NULL is a
+     * padding slot (score -inf). The rows are walked in blocks of
+     * LT_ATTN_BLOCK slots with the online softmax of the official sparse_attn
+     * kernel; per block, for each head:
+     *   s_j = scale q . v_j, m' = max(m, s), r = e^(m - m'), p_j = e^(s_j - m'),
+     *   sum = sum r + sum_j p_j, o = o r + sum_j P_j v_j,
+     * and at the end o /= sum + e^(sink - m). ref (REFERENCE numerics): m
+     * starts at -inf and P = bf16(p) (the kernel's cast before P.V);
+     * otherwise m starts at the sink and P = p. sink NULL: no sink term.
+     * No rows: o = 0. */
+    void (*attn_rows)(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows, int64_t n_rows,
+                      const float *sink, float scale, int ref, int64_t h0, int64_t h1, float *o);
     /* Lightning-indexer scores (spec 4.3 step 16) of keys j in [j0, j1):
      *   score[j] = sum_{h < Q->rows} wt[h] ReLU(Q[h] . K[j]),
      * with bf16 (reference numerics: the official bf16 einsum) each dot, each

@@ -103,36 +103,56 @@ static float (*const row_dot[LT_W_COUNT])(const lt_weight *, int64_t, act_cursor
     [LT_W_F32] = row_dot_f32, [LT_W_BF16] = row_dot_bf16, [LT_W_FP8] = row_dot_fp8, [LT_W_FP4] = row_dot_fp4,
 };
 
-/* spec 3.6: scores, then per head the max, exponentials and sum, then the mix */
-static void attn_scores_ref(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t j0, int64_t j1,
-                            float scale, float *S, int64_t lds) {
-    for (int64_t h = 0; h < nh; h++)
-        for (int64_t j = j0; j < j1; j++) {
-            float s = 0.0f;
-            for (int64_t c = 0; c < d; c++) s += q[h * d + c] * rows[j][c];
-            S[h * lds + j] = s * scale;
-        }
+/* spec 3.6: one head at a time, each row unpacked as it is read, the
+ * softmax as kernels.h states it: REFERENCE the online one block by block,
+ * EXACT the max and sum first, then normalised weights */
+static float attn_score_ref(const float *qh, const lt_kv_fmt *f, const uint8_t *row, float scale, float *v) {
+    if (!row) return -INFINITY;
+    float s = 0.0f;
+    lt_kv_unpack(f, row, v);
+    for (int64_t c = 0; c < f->d; c++) s += qh[c] * v[c];
+    return s * scale;
 }
 
-static void attn_softmax_ref(float *p, int64_t n, float sink, int has_sink, int p_bf16) {
-    float M = -INFINITY, den = 0.0f;
-    for (int64_t j = 0; j < n; j++) M = fmaxf(M, p[j]);
-    for (int64_t j = 0; j < n; j++) den += (p[j] = expf(p[j] - M));
-    if (has_sink) den += expf(sink - M);
-    for (int64_t j = 0; j < n; j++) {
-        p[j] /= den;
-        if (p_bf16) p[j] = lt_round_bf16(p[j]);
+static void attn_rows_ref(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
+                          int64_t n_rows, const float *sink, float scale, int ref, int64_t h0, int64_t h1, float *o) {
+    const int64_t d = f->d;
+    float v[LT_ATTN_MAX_DIM], p[LT_ATTN_BLOCK];
+    for (int64_t h = h0; h < h1; h++) {
+        const float *qh = q + h * d;
+        float *oh = o + h * d, m = ref || !sink ? -INFINITY : sink[h], mul = 1.0f;
+        double sum = 0.0;
+        memset(oh, 0, sizeof(float) * (size_t)d);
+        if (n_rows == 0) continue;
+        for (int64_t j = 0; j < n_rows && !ref; j++) { /* EXACT: max and sum first */
+            float s = attn_score_ref(qh, &f[j >= n_first], rows[j], scale, v), mx = fmaxf(m, s);
+            sum = sum * exp((double)m - (double)mx) + (rows[j] ? expf(s - mx) : 0.0f);
+            m = mx;
+        }
+        if (!ref) mul = (float)(1.0 / (sum + (sink ? exp((double)sink[h] - (double)m) : 0.0)));
+        for (int64_t b = 0; b < n_rows; b += LT_ATTN_BLOCK) {
+            int64_t nb = n_rows - b < LT_ATTN_BLOCK ? n_rows - b : LT_ATTN_BLOCK;
+            float mx = m, bsum = 0.0f;
+            for (int64_t j = 0; j < nb; j++) mx = fmaxf(mx, p[j] = attn_score_ref(qh, &f[b + j >= n_first], rows[b + j], scale, v));
+            float r = expf(m - mx);
+            for (int64_t j = 0; j < nb; j++) {
+                float e = rows[b + j] ? expf(p[j] - mx) : 0.0f;
+                bsum += e;
+                p[j] = ref ? lt_round_bf16(e) : e * mul;
+            }
+            if (ref) sum = (double)((float)sum * r + bsum); /* the kernel's fp32 running sum */
+            m = mx;
+            for (int64_t c = 0; c < d; c++) oh[c] *= r;
+            for (int64_t j = 0; j < nb; j++) {
+                if (!rows[b + j]) continue;
+                lt_kv_unpack(&f[b + j >= n_first], rows[b + j], v);
+                for (int64_t c = 0; c < d; c++) oh[c] += p[j] * v[c];
+            }
+        }
+        if (!ref) continue;
+        float div = (float)sum + (sink ? expf(sink[h] - m) : 0.0f);
+        for (int64_t c = 0; c < d; c++) oh[c] /= div;
     }
-}
-
-static void attn_mix_ref(const float *P, int64_t nh, int64_t lds, const float *const *rows, int64_t n_rows,
-                         int64_t d, int64_t c0, int64_t c1, float *o) {
-    for (int64_t h = 0; h < nh; h++)
-        for (int64_t c = c0; c < c1; c++) {
-            float acc = 0.0f;
-            for (int64_t j = 0; j < n_rows; j++) acc += P[h * lds + j] * rows[j][c];
-            o[h * d + c] = acc;
-        }
 }
 
 /* spec 4.3 step 16: per key, the ReLU'd head dots weighted and summed; the
@@ -184,9 +204,7 @@ const lt_kernels lt_kernels_ref = {
         [LT_W_FP4] = matmul_actq_fp4_ref,
     },
     .fake_quant_fp8 = lt_fake_quant_fp8,
-    .attn_scores = attn_scores_ref,
-    .attn_softmax = attn_softmax_ref,
-    .attn_mix = attn_mix_ref,
+    .attn_rows = attn_rows_ref,
     .index_score = index_score_ref,
     .probe_fma = probe_fma_ref,
 };

@@ -560,68 +560,152 @@ LT_INLINE lt_vf v_exp(lt_vf x) {
     return v_mul(p, v_pow2(n));
 }
 
-/* S[h][j] = scale q_h . rows[j]: the gathered rows are packed like weight
- * rows (transposed into L1 panels), the heads are the activation rows */
-static void attn_scores_simd(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t j0,
-                             int64_t j1, float scale, float *S, int64_t lds) {
-    float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
+/* one stored KV row (kvrow.h) into fp32 x[d]: vector decoders inside each
+ * scale block, scalar ones for the block's ragged end */
+LT_INLINE void kv_decode(const lt_kv_fmt *f, const uint8_t *row, float *x) {
+    const uint8_t *sc = row + lt_kv_scale_offset(f);
+    if (f->kind == LT_KV_FP8) {
+        for (int64_t b = 0; b < f->w8; b += f->block) {
+            int64_t e = LT_MIN(b + f->block, f->w8), i = b;
+            float s = ue8m0(sc[b / f->block]);
+            for (lt_vf vs = v_set1(s / LT_FP8_DEC); i + LT_VL <= e; i += LT_VL) v_store(x + i, v_mul(v_dec_fp8(row + i), vs));
+            for (; i < e; i++) x[i] = lt_fp8_e4m3_to_f32(row[i]) * s;
+        }
+        const uint8_t *t = row + lt_kv_bf16_offset(f);
+        int64_t i = f->w8;
+        for (; i + LT_VL <= f->d; i += LT_VL) v_store(x + i, v_dec_bf16((const uint16_t *)(const void *)(t + 2 * (i - f->w8))));
+        for (; i < f->d; i++) {
+            uint16_t h;
+            memcpy(&h, t + 2 * (i - f->w8), 2);
+            x[i] = lt_bf16_to_f32(h);
+        }
+    } else if (f->block % LT_VL == 0) { /* FP4 with E4M3 scales */
+        for (int64_t b = 0; b < f->d; b += f->block) {
+            lt_vf vs = v_set1(lt_fp8_e4m3_to_f32(sc[b / f->block]) / LT_FP4_DEC);
+            for (int64_t i = b; i < b + f->block; i += LT_VL) v_store(x + i, v_mul(v_dec_fp4(row + i / 2), vs));
+        }
+    } else {
+        lt_kv_unpack(f, row, x);
+    }
+}
+
+/* one block of attn_rows: its nb rows decoded (v[j]: F32 rows in place,
+ * padding slots at zeros, others in the tile) and S[h][j] = scale q_h . v_j
+ * (-inf for padding) for the nh heads at qh */
+LT_INLINE void attn_block_scores(const float *qh, int64_t nh, const lt_kv_fmt *f, int64_t n_first,
+                                 const uint8_t *const *rows, int64_t b, int nb, float scale, const float **v,
+                                 float *tile, float *Bp, float *S) {
+    static const float zeros[LT_ATTN_MAX_DIM];
+    const int64_t d = f->d;
+    for (int j = 0; j < nb; j++) {
+        const uint8_t *r = rows[b + j];
+        const lt_kv_fmt *fj = &f[b + j >= n_first];
+        if (!r) v[j] = zeros;
+        else if (fj->kind == LT_KV_F32) v[j] = (const float *)(const void *)r;
+        else kv_decode(fj, r, tile + j * d), v[j] = tile + j * d;
+    }
     for (int64_t k0 = 0; k0 < d; k0 += LT_KC) {
         int64_t kc = LT_MIN(LT_KC, d - k0);
-        for (int64_t j = j0; j < j1; j += LT_MR) {
-            int mr = (int)LT_MIN(LT_MR, j1 - j);
-            pack_panel_f32(rows + j, mr, k0, kc, Bp);
+        for (int j = 0; j < nb; j += LT_MR) {
+            int mr = LT_MIN(LT_MR, nb - j);
+            pack_panel_f32(v + j, mr, k0, kc, Bp);
             for (int64_t h = 0; h < nh; h += LT_NT)
-                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, q + h * d + k0, d, kc, S + h * lds + j, lds, mr, k0 > 0);
+                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, qh + h * d + k0, d, kc, S + h * LT_ATTN_BLOCK + j,
+                          LT_ATTN_BLOCK, mr, k0 > 0);
         }
     }
-    lt_vf vs = v_set1(scale);
-    for (int64_t h = 0; h < nh; h++) {
-        float *s = S + h * lds;
-        int64_t j = j0;
-        for (; j + LT_VL <= j1; j += LT_VL) v_store(s + j, v_mul(v_load(s + j), vs));
-        for (; j < j1; j++) s[j] *= scale;
-    }
+    for (int64_t h = 0; h < nh; h++)
+        for (int j = 0; j < nb; j++) {
+            float *sj = S + h * LT_ATTN_BLOCK + j;
+            *sj = rows[b + j] ? *sj * scale : -INFINITY;
+        }
 }
 
-static void attn_softmax_simd(float *p, int64_t n, float sink, int has_sink, int p_bf16) {
-    lt_vf vm = v_set1(-INFINITY);
-    int64_t j = 0;
-    for (; j + LT_VL <= n; j += LT_VL) vm = v_max(vm, v_load(p + j));
-    float M = v_hmax(vm);
-    for (int64_t i = j; i < n; i++) M = fmaxf(M, p[i]);
-    lt_vf vsum = v_zero(), vM = v_set1(M);
-    for (j = 0; j + LT_VL <= n; j += LT_VL) {
-        lt_vf e = v_exp(v_add(v_load(p + j), v_mul(vM, v_set1(-1.0f))));
-        v_store(p + j, e);
+/* p[j] = e^(p[j] - mx) * mul for j < nb, padding slots exactly 0 (v_exp
+ * clamps its argument); returns the sum of the unscaled terms */
+LT_INLINE float attn_block_exp(float *p, int nb, const uint8_t *const *rows, float mx, float mul) {
+    int j = 0;
+    lt_vf vm = v_set1(-mx), vmul = v_set1(mul), vsum = v_zero();
+    for (; j + LT_VL <= nb; j += LT_VL) {
+        lt_vf e = v_exp(v_add(v_load(p + j), vm));
         vsum = v_add(vsum, e);
+        v_store(p + j, v_mul(e, vmul));
     }
     float sum = v_hsum(vsum);
-    for (; j < n; j++) sum += (p[j] = expf(p[j] - M));
-    if (has_sink) sum += expf(sink - M);
-    lt_vf inv = v_set1(1.0f / sum);
-    for (j = 0; j + LT_VL <= n; j += LT_VL) v_store(p + j, v_mul(v_load(p + j), inv));
-    for (; j < n; j++) p[j] *= 1.0f / sum;
-    if (p_bf16)
-        for (j = 0; j < n; j++) p[j] = lt_round_bf16(p[j]);
+    for (; j < nb; j++) {
+        float e = expf(p[j] - mx);
+        sum += e;
+        p[j] = e * mul;
+    }
+    for (j = 0; j < nb; j++)
+        if (!rows[j]) sum -= p[j] / mul, p[j] = 0.0f;
+    return sum;
 }
 
-/* o[h][c] = sum_j P[h][j] rows[j][c] for c in [c0, c1): V needs no transpose,
- * its rows are copied into the panel as they lie */
-static void attn_mix_simd(const float *P, int64_t nh, int64_t lds, const float *const *rows, int64_t n_rows,
-                          int64_t d, int64_t c0, int64_t c1, float *o) {
+/* attn_rows (kernels.h), a block of LT_ATTN_BLOCK slots at a time: decoded
+ * rows, then S = Q . tile^T and O += P . tile on the prefill panels (heads
+ * as activation rows). REFERENCE runs the official online softmax in one
+ * pass. EXACT takes two, like the softmax-then-P.V of the fp32 oracle: the
+ * max (the sink included) and the sum first, then normalised P per block. */
+static void attn_rows_simd(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
+                           int64_t n_rows, const float *sink, float scale, int ref, int64_t h0, int64_t h1, float *o) {
+    enum { B = LT_ATTN_BLOCK };
+    float tile[B * LT_ATTN_MAX_DIM] __attribute__((aligned(64)));
     float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
-    if (n_rows == 0)
-        for (int64_t h = 0; h < nh; h++) memset(o + h * d + c0, 0, sizeof(float) * (size_t)(c1 - c0));
-    for (int64_t j0 = 0; j0 < n_rows; j0 += LT_KC) {
-        int64_t kc = LT_MIN(LT_KC, n_rows - j0);
-        for (int64_t c = c0; c < c1; c += LT_MR) {
-            int mr = (int)LT_MIN(LT_MR, c1 - c);
-            for (int64_t j = 0; j < kc; j++)
-                for (int g = 0; g < LT_MR_V; g++)
-                    v_store(Bp + j * LT_MR + g * LT_VL, y_load(rows[j0 + j] + c + g * LT_VL, mr - g * LT_VL));
-            for (int64_t h = 0; h < nh; h += LT_NT)
-                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, P + h * lds + j0, lds, kc, o + h * d + c, d, mr, j0 > 0);
+    float S[LT_ATTN_MAX_HEADS * B] __attribute__((aligned(64))), m[LT_ATTN_MAX_HEADS], mul[LT_ATTN_MAX_HEADS];
+    double sum[LT_ATTN_MAX_HEADS];
+    const float *v[B];
+    const int64_t d = f->d, nh = h1 - h0;
+    const float *qh = q + h0 * d;
+    float *oh = o + h0 * d;
+    memset(oh, 0, sizeof(float) * (size_t)(nh * d));
+    if (n_rows == 0) return;
+    for (int64_t h = 0; h < nh; h++) {
+        m[h] = ref || !sink ? -INFINITY : sink[h0 + h];
+        sum[h] = 0.0;
+        mul[h] = 1.0f;
+    }
+    for (int64_t b = 0; b < n_rows && !ref; b += B) { /* EXACT pass 1: max and sum */
+        int nb = (int)LT_MIN(B, n_rows - b);
+        attn_block_scores(qh, nh, f, n_first, rows, b, nb, scale, v, tile, Bp, S);
+        for (int64_t h = 0; h < nh; h++) {
+            float *s = S + h * B, mx = m[h];
+            for (int j = 0; j < nb; j++) mx = fmaxf(mx, s[j]);
+            sum[h] = sum[h] * exp((double)m[h] - (double)mx) + attn_block_exp(s, nb, rows + b, mx, 1.0f);
+            m[h] = mx;
         }
+    }
+    for (int64_t h = 0; h < nh && !ref; h++)
+        mul[h] = (float)(1.0 / (sum[h] + (sink ? exp((double)sink[h0 + h] - (double)m[h]) : 0.0)));
+    for (int64_t b = 0; b < n_rows; b += B) {
+        int nb = (int)LT_MIN(B, n_rows - b);
+        attn_block_scores(qh, nh, f, n_first, rows, b, nb, scale, v, tile, Bp, S);
+        for (int64_t h = 0; h < nh; h++) {
+            float *s = S + h * B;
+            if (!ref) { /* EXACT pass 2: normalised P */
+                attn_block_exp(s, nb, rows + b, m[h], mul[h]);
+                continue;
+            }
+            float mx = m[h];
+            for (int j = 0; j < nb; j++) mx = fmaxf(mx, s[j]);
+            float r = expf(m[h] - mx), bsum = attn_block_exp(s, nb, rows + b, mx, 1.0f);
+            for (int j = 0; j < nb; j++) s[j] = lt_round_bf16(s[j]);
+            sum[h] = (double)((float)sum[h] * r + bsum); /* the kernel's fp32 running sum */
+            m[h] = mx;
+            if (r != 1.0f)
+                for (int64_t c = 0; c < d; c++) oh[h * d + c] *= r;
+        }
+        for (int64_t c = 0; c < d; c += LT_MR) { /* O += P . tile: V rows as they lie */
+            int mr = (int)LT_MIN(LT_MR, d - c);
+            for (int j = 0; j < nb; j++)
+                for (int g = 0; g < LT_MR_V; g++) v_store(Bp + j * LT_MR + g * LT_VL, y_load(v[j] + c + g * LT_VL, mr - g * LT_VL));
+            for (int64_t h = 0; h < nh; h += LT_NT)
+                micro_any((int)LT_MIN(LT_NT, nh - h), Bp, S + h * B, B, nb, oh + h * d + c, d, mr, 1);
+        }
+    }
+    for (int64_t h = 0; h < nh && ref; h++) {
+        float div = (float)sum[h] + (sink ? expf(sink[h0 + h] - m[h]) : 0.0f);
+        for (int64_t c = 0; c < d; c++) oh[h * d + c] /= div;
     }
 }
 
@@ -712,9 +796,7 @@ LT_DEFINE_MATMUL(fp4, LT_W_FP4)
     .matmul_actq = {[LT_W_F32] = matmul_actq_f32_simd, [LT_W_BF16] = matmul_actq_bf16_simd,             \
                     [LT_W_FP8] = matmul_actq_fp8_simd, [LT_W_FP4] = matmul_actq_fp4_simd},              \
     .fake_quant_fp8 = fake_quant_fp8_simd,                                                              \
-    .attn_scores = attn_scores_simd,                                                                    \
-    .attn_softmax = attn_softmax_simd,                                                                  \
-    .attn_mix = attn_mix_simd,                                                                          \
+    .attn_rows = attn_rows_simd,                                                                        \
     .probe_fma = probe_fma_simd
 
 #endif

@@ -70,45 +70,35 @@ void lt_linear_actq(const lt_weight *W, const float *X, int64_t n, float *Y, int
 
 /* ---- attention over gathered rows and indexer scores ------------------- */
 
-#define ATTN_ROWS_PER_ITEM 256
-#define ATTN_COLS_PER_ITEM 32
 #define INDEX_KEYS_PER_ITEM 4096
 
 typedef struct {
     const lt_kernels *k;
     const float *q, *sink;
-    const float *const *rows;
-    int64_t nh, d, n_rows;
-    float scale, *p, *o;
-    int p_bf16;
+    const lt_kv_fmt *f;
+    const uint8_t *const *rows;
+    int64_t n_first, n_rows, nh, group;
+    float scale, *o;
+    int ref;
 } attn_job;
 
-static void attn_scores_item(void *ctx, int64_t i, int tid) {
+static void attn_item(void *ctx, int64_t i, int tid) {
     const attn_job *j = ctx;
     (void)tid;
-    int64_t j0 = i * ATTN_ROWS_PER_ITEM, j1 = LT_MIN_I64(j0 + ATTN_ROWS_PER_ITEM, j->n_rows);
-    j->k->attn_scores(j->q, j->nh, j->d, j->rows, j0, j1, j->scale, j->p, j->n_rows);
+    int64_t h0 = i * j->group, h1 = LT_MIN_I64(h0 + j->group, j->nh);
+    j->k->attn_rows(j->q, j->f, j->n_first, j->rows, j->n_rows, j->sink, j->scale, j->ref, h0, h1, j->o);
 }
 
-static void attn_softmax_item(void *ctx, int64_t h, int tid) {
-    const attn_job *j = ctx;
-    (void)tid;
-    j->k->attn_softmax(j->p + h * j->n_rows, j->n_rows, j->sink ? j->sink[h] : 0.0f, j->sink != NULL, j->p_bf16);
-}
-
-static void attn_mix_item(void *ctx, int64_t i, int tid) {
-    const attn_job *j = ctx;
-    (void)tid;
-    int64_t c0 = i * ATTN_COLS_PER_ITEM, c1 = LT_MIN_I64(c0 + ATTN_COLS_PER_ITEM, j->d);
-    j->k->attn_mix(j->p, j->nh, j->n_rows, j->rows, j->n_rows, j->d, c0, c1, j->o);
-}
-
-void lt_attention_rows(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t n_rows,
-                       const float *sink, float scale, int p_bf16, float *p, float *o) {
-    attn_job j = {lt_kern(), q, sink, rows, nh, d, n_rows, scale, p, o, p_bf16};
-    lt_parallel_for((n_rows + ATTN_ROWS_PER_ITEM - 1) / ATTN_ROWS_PER_ITEM, attn_scores_item, &j);
-    if (n_rows) lt_parallel_for(nh, attn_softmax_item, &j);
-    lt_parallel_for((d + ATTN_COLS_PER_ITEM - 1) / ATTN_COLS_PER_ITEM, attn_mix_item, &j);
+/* head groups: about two per thread (each group decodes the rows once) */
+void lt_attention_rows(const float *q, int64_t nh, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
+                       int64_t n_rows, const float *sink, float scale, int ref, float *o) {
+    attn_job j = {lt_kern(), q, sink, f, rows, n_first, n_rows, nh, nh, scale, o, ref};
+    int64_t threads = nh * n_rows * f->d >= 2 * LT_MIN_TILE_MACS ? lt_threads_count() : 1;
+    j.group = LT_MIN_I64((nh + 2 * threads - 1) / (2 * threads), LT_ATTN_MAX_HEADS);
+    if (threads == 1) j.group = LT_MIN_I64(nh, LT_ATTN_MAX_HEADS);
+    int64_t items = (nh + j.group - 1) / j.group;
+    if (items == 1) attn_item(&j, 0, 0);
+    else lt_parallel_for(items, attn_item, &j);
 }
 
 typedef struct {

@@ -7,6 +7,7 @@
 #ifndef LT_LINEAR_H
 #define LT_LINEAR_H
 
+#include "kvrow.h"
 #include "weights.h"
 
 /* Y[n, W->rows] = X[n, W->cols] · Wᵀ (fp32 in and out). */
@@ -23,14 +24,14 @@ void lt_linear_actq(const lt_weight *W, const float *X, int64_t n, float *Y, int
 void lt_linear_rows(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0, int64_t r1,
                     int act_block);
 
-/* One query's attention over gathered rows (spec 3.6), all nh heads at once
- * (they share the rows, V4's single K = V head): q and o are [nh, d]; sink
- * [nh] or NULL; scale is head_dim^-1/2; p_bf16 rounds the probabilities to
- * bf16 as the reference kernel does. p is scratch [nh, n_rows] and ends
- * holding the probabilities. Scores split by row panels, the softmax by
- * heads, the mix by output columns. n_rows == 0 gives o = 0. */
-void lt_attention_rows(const float *q, int64_t nh, int64_t d, const float *const *rows, int64_t n_rows,
-                       const float *sink, float scale, int p_bf16, float *p, float *o);
+/* One query's attention over gathered KV rows (spec 3.6; the kernel
+ * table's attn_rows), all nh heads (they share the rows, V4's single K = V
+ * head): q and o are [nh, d]; rows[j] stored in format f[0] for j <
+ * n_first (the window), f[1] after (kvrow.h), NULL a padding slot; sink [nh] or NULL; scale is head_dim^-1/2; ref selects the
+ * reference kernel's rounding (bf16 P, the max over keys only). Head groups
+ * run across the pool; the result does not depend on the thread count. */
+void lt_attention_rows(const float *q, int64_t nh, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
+                       int64_t n_rows, const float *sink, float scale, int ref, float *o);
 
 /* Lightning-indexer scores (spec 4.3 step 16) of keys [0, n_keys):
  * score[j] = sum_h wt[h] ReLU(Q[h] . K[j]), with K and Q F32 or FP4 weight

@@ -14,7 +14,6 @@
 #include "lantern.h"
 #include "weights.h"
 
-#include <math.h>
 
 typedef struct {
     lt_numerics mode;
@@ -42,47 +41,18 @@ void lt_num_linear_rows(const lt_num *nm, const lt_weight *W, const float *X, in
 /* A bf16 storage point: rounds x[0..n) in REFERENCE mode. */
 void lt_num_store(const lt_num *nm, float *x, int64_t n);
 
-/* The QAT round trips (spec 3.5), no-ops in EXACT mode unless nm->qat: FP8
- * with blocks of `block` over each row's first `width` values, or FP4 over
- * whole rows, with power-of-two scales per 32 values or (V4.1 compressed KV)
- * E4M3 scales per `block` values, s = e4m3(max(amax, 6 2^-9) / 6). x is
- * [n, stride]. */
-void lt_num_qat_fp8(const lt_num *nm, float *x, int64_t n, int64_t stride, int64_t width, int block);
+/* Whether a QAT round trip (spec 3.5) over rows of `width` in blocks of
+ * `block` happens: always in REFERENCE mode; with nm->qat (V4.1, both
+ * modes) only where width is a multiple of block. The KV round trips happen
+ * as the caches store their rows (kvrow.h, lt_attention_formats). */
+int lt_num_qat_on(const lt_num *nm, int64_t width, int block);
+
+/* The FP4 round trip with power-of-two scales per 32 over whole rows of
+ * x [n, stride] (index queries and keys), where lt_num_qat_on says so. */
 void lt_num_qat_fp4(const lt_num *nm, float *x, int64_t n, int64_t stride);
-void lt_num_qat_fp4_e4m3(const lt_num *nm, float *x, int64_t n, int64_t stride, int block);
 
 /* Per-head query rescale q *= rsqrt(mean(q^2) + eps) of q[0..n) (V4). */
 void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps);
-
-/* sparse_attn_kernel (DeepSeek inference/kernel.py) walks a query's index
- * row (topk_idxs) in blocks of `block = 64` slots: its online softmax. */
-#define LT_SPARSE_ATTN_BLOCK 64
-
-/* The running state of that online softmax: scores_max and sum_exp. */
-typedef struct {
-    float max, sum;
-} lt_num_attn_acc;
-
-#define LT_NUM_ATTN_ACC_INIT {-INFINITY, 0.0f}
-
-/* REFERENCE: one block of the online softmax (n <= LT_SPARSE_ATTN_BLOCK
- * slots, in index-row order; a padding slot (-1) has the score -INFINITY):
- * max' = max(max, scores), r = exp(max - max'), p[j] = bf16(exp(s_j - max'))
- * (the operand of P.V), sum = sum * r + the fp32 sum of the unrounded terms.
- * Returns r, the factor the output accumulator is scaled by before this
- * block's P.V is added. */
-float lt_num_attn_block(lt_num_attn_acc *acc, float *p, int64_t n);
-
-/* REFERENCE: the divisor of the accumulated P.V after the last block:
- * sum + exp(sink - max) (the sink never enters the max). */
-float lt_num_attn_divisor(const lt_num_attn_acc *acc, float sink);
-
-/* sparse_attn's softmax of one head with its sink: p[0..n) holds the scores
- * on entry and the weights of P.V on return; returns the divisor of P.V (1 in
- * EXACT mode, where p is normalised). REFERENCE: the rows of one block
- * (n <= LT_SPARSE_ATTN_BLOCK); lt_attention_head runs longer rows block by
- * block with lt_num_attn_block, rescaling its accumulator in between. */
-float lt_num_attn_softmax(const lt_num *nm, float *p, int64_t n, float sink);
 
 /* One lightning-indexer score, sum_h wt[h] ReLU(q_h . k) over hi heads of di
  * values (q [hi, di]). */

@@ -126,6 +126,18 @@ void lt_fake_quant_fp8(float *x, int64_t n, int block) {
     }
 }
 
+void lt_pack_fp4(const float *x, int64_t n, uint8_t *codes, uint8_t *scales) {
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 6.0f * 0x1p-126f;
+        for (int64_t i = b; i < b + 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+        int e = (int)ceilf(log2f(amax / 6.0f));
+        float s = ldexpf(1.0f, e);
+        for (int64_t i = b; i < b + 32; i += 2)
+            codes[i / 2] = (uint8_t)(lt_f32_to_fp4_e2m1(x[i] / s) | lt_f32_to_fp4_e2m1(x[i + 1] / s) << 4);
+        scales[b / 32] = (uint8_t)(e + 127);
+    }
+}
+
 void lt_fake_quant_fp4(float *x, int64_t n, int block) {
     for (int64_t b = 0; b < n; b += block) {
         int64_t e = b + block < n ? b + block : n;

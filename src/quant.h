@@ -41,4 +41,9 @@ uint8_t lt_f32_to_fp4_e2m1(float f);     /* RNE on the e2m1 grid, saturates to +
 void lt_fake_quant_fp8(float *x, int64_t n, int block);
 void lt_fake_quant_fp4(float *x, int64_t n, int block);
 
+/* The fp4 round trip with blocks of 32, stored: e2m1 codes [n/2] (low nibble
+ * first) and UE8M0 scales [n/32], the layout of an FP4 weight row; n is a
+ * multiple of 32. Lossless for values the round trip already left. */
+void lt_pack_fp4(const float *x, int64_t n, uint8_t *codes, uint8_t *scales);
+
 #endif

@@ -10,6 +10,8 @@
  * Engram hash ids, greedy continuation and decode with the cache. */
 #include "test.h"
 
+#include "kvrow.h"
+
 #include "compare.h"
 #include "kernels.h"
 #include "model.h"
@@ -67,21 +69,22 @@ static float decode_vs_prefill(lt_model *m, const int32_t *ids, int64_t T) {
 
 /* ---- V4.1 QAT points --------------------------------------------------------- */
 
-/* The compressed-KV round trip: amax 1.8 gives the E4M3 scale e4m3(0.3) =
- * 0.3125 (a power-of-two scale would be 0.5); V4.1 applies it in EXACT mode
- * too, and skips rows whose width is not a multiple of the block. */
+/* The compressed-KV round trip, as stored (kvrow.h FP4 rows): amax 1.8
+ * gives the E4M3 scale e4m3(0.3) = 0.3125 (a power-of-two scale would be
+ * 0.5); V4.1 applies it in EXACT mode too, and skips rows whose width is not
+ * a multiple of the block. */
 LT_TEST(forward_v41, qat_fp4_e4m3_scale_exact_mode_and_skip) {
-    float x[16] = {1.8f, 0.5f, -0.2f}, y[24];
-    lt_num v4 = {.mode = LT_NUMERICS_EXACT}, v41 = {.mode = LT_NUMERICS_EXACT, .qat = 1};
-    lt_num_qat_fp4_e4m3(&v4, x, 1, 16, 16);
-    CHECK(x[0] == 1.8f && x[1] == 0.5f && x[2] == -0.2f);
-    lt_num_qat_fp4_e4m3(&v41, x, 1, 16, 16);
+    float x[16] = {1.8f, 0.5f, -0.2f};
+    uint8_t row[24];
+    lt_kv_fmt f = lt_kv_fmt_fp4(16, 16);
+    CHECK(f.bytes == 16 && (size_t)f.bytes <= sizeof row); /* 8 bytes of codes, one scale, padding */
+    lt_kv_pack(&f, x, row);
+    lt_kv_unpack(&f, row, x);
     CHECKF(x[0] == 6 * 0.3125f && x[1] == 1.5f * 0.3125f && x[2] == -0.5f * 0.3125f && x[3] == 0,
            "%g %g %g %g", x[0], x[1], x[2], x[3]);
-    for (int i = 0; i < 24; i++) y[i] = 0.1f * (float)i + 0.01f;
-    lt_num_qat_fp4_e4m3(&v41, y, 1, 24, 16);
-    lt_num_qat_fp8(&v41, y, 1, 24, 24, 32);
-    for (int i = 0; i < 24; i++) CHECK(y[i] == 0.1f * (float)i + 0.01f);
+    lt_num v4 = {.mode = LT_NUMERICS_EXACT}, v41 = {.mode = LT_NUMERICS_EXACT, .qat = 1};
+    CHECK(!lt_num_qat_on(&v4, 16, 16) && lt_num_qat_on(&v41, 16, 16));
+    CHECK(!lt_num_qat_on(&v41, 24, 16) && !lt_num_qat_on(&v41, 24, 32));
 }
 
 /* ---- a synthetic V4.1 checkpoint ------------------------------------------ */

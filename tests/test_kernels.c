@@ -9,6 +9,7 @@
  * fp32 dot has a typical relative error near 1e-6). Single products (one-hot
  * activations) and the activation quantiser itself must be bit-identical. */
 #include "kernels.h"
+#include "util.h"
 #include "linear.h"
 #include "quant.h"
 #include "test.h"
@@ -317,68 +318,70 @@ LT_TEST(kernels, init_and_names) {
     CHECK(!strcmp(lt_kern()->name, names[0]));
 }
 
-/* one query's attention from the three kernel steps, whole ranges */
-static void attn_compose(const lt_kernels *k, const float *q, int64_t nh, int64_t d, const float *const *rows,
-                         int64_t n, const float *sink, float scale, int p_bf16, float *p, float *o) {
-    k->attn_scores(q, nh, d, rows, 0, n, scale, p, n);
-    for (int64_t h = 0; h < nh && n; h++) k->attn_softmax(p + h * n, n, sink ? sink[h] : 0.0f, sink != NULL, p_bf16);
-    k->attn_mix(p, nh, n, rows, n, d, 0, d, o);
-}
-
-/* attention over gathered rows: SIMD against ref. o is a convex mix of rows,
- * so errors are measured against max |row value|: 1e-5 of it (summation order
- * and the polynomial exp); with p rounded to bf16 a p near a rounding
- * boundary may round the other way, moving o by up to 2^-8 of max |v|. The
- * threaded lt_attention_rows must equal the steps run whole, bit for bit. */
+/* attention over gathered stored rows (attn_rows): SIMD against ref for
+ * every row format (kvrow.h), window and compressed parts in different
+ * formats, padding slots, several blocks of LT_ATTN_BLOCK. o is a convex mix
+ * of rows, so errors are measured against max |row value|: 1e-5 of it
+ * (summation order and the polynomial exp); with P rounded to bf16 a P near
+ * a rounding boundary may round the other way, moving o by up to 2^-8 of max
+ * |v|. The threaded lt_attention_rows must equal one whole call, bit for bit. */
 LT_TEST(kernels, attention_vs_ref) {
     const lt_kernels *tables[4];
     int nt = simd_tables(tables);
     rng g = {6};
-    enum { POOL = 400 };
-    static const struct { int64_t nh, d, n_rows; int sink, p_bf16; } cases[] = {
-        {13, 200, 33, 1, 0}, {64, 512, 300, 1, 0}, {5, 64, 1, 0, 0}, {12, 512, 0, 1, 0},
-        {16, 96, 129, 1, 0}, {7, 512, 40, 1, 1},
+    enum { POOL = 400, DMAX = 512 };
+    const lt_kv_fmt f32 = lt_kv_fmt_f32(512), v4 = lt_kv_fmt_fp8(512, 448, 64), v41w = lt_kv_fmt_fp8(512, 512, 32),
+                    v41c = lt_kv_fmt_fp4(512, 16), rag = lt_kv_fmt_fp8(200, 150, 64), f96 = lt_kv_fmt_fp4(96, 16);
+    static const struct { int64_t nh, n_rows, n_first; int sink, ref, pad; } cases[] = {
+        {13, 33, 33, 1, 0, 0}, {64, 300, 128, 1, 0, 0}, {5, 1, 1, 0, 0, 0}, {12, 0, 0, 1, 0, 0},
+        {16, 129, 20, 1, 1, 1}, {7, 40, 10, 1, 1, 0}, {130, 70, 64, 1, 1, 1},
     };
-    float *pool = malloc(sizeof(float) * POOL * 512);
-    for (int64_t i = 0; i < POOL * 512; i++) pool[i] = runif(&g);
+    const struct { lt_kv_fmt f[2]; } fmts[] = {{{f32, f32}}, {{v4, v4}}, {{v41w, v41c}}, {{rag, rag}}, {{f96, f96}}};
+    uint8_t *pool = malloc((size_t)(POOL * 2 * 4 * DMAX));
+    float x[DMAX];
     lt_error err;
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int64_t nh = cases[ci].nh, d = cases[ci].d, n = cases[ci].n_rows, np = nh * (n ? n : 1);
-        const float **rows = malloc(sizeof *rows * (size_t)(n ? n : 1));
-        float *q = malloc(sizeof(float) * (size_t)(nh * d)), *sink = malloc(sizeof(float) * (size_t)nh);
-        float *pr = malloc(sizeof(float) * (size_t)np), *ps = malloc(sizeof(float) * (size_t)np);
-        float *or_ = malloc(sizeof(float) * (size_t)(nh * d)), *os = malloc(sizeof(float) * (size_t)(nh * d));
-        float *ot = malloc(sizeof(float) * (size_t)(nh * d));
-        for (int64_t j = 0; j < n; j++) rows[j] = pool + (int64_t)(rnext(&g) % POOL) * 512; /* gathered, any order */
-        for (int64_t i = 0; i < nh * d; i++) q[i] = runif(&g) * 3.0f;
-        for (int64_t h = 0; h < nh; h++) sink[h] = runif(&g) * 2.0f;
-        float scale = 1.0f / sqrtf((float)d), tol = cases[ci].p_bf16 ? 4e-3f : 1e-5f;
-        const float *sk = cases[ci].sink ? sink : NULL;
-        attn_compose(&lt_kernels_ref, q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, pr, or_);
-        for (int ti = 0; ti < nt; ti++) {
-            memset(os, 0xFF, sizeof(float) * (size_t)(nh * d)); /* NaN: every output must be written */
-            attn_compose(tables[ti], q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, ps, os);
-            int bad = 0;
-            for (int64_t i = 0; i < nh * d && !bad; i++) {
-                bad = !(fabsf(os[i] - or_[i]) <= tol);
-                CHECKF(!bad, "%s heads %lld d %lld rows %lld: o[%lld] = %.8g, ref %.8g", tables[ti]->name,
-                       (long long)nh, (long long)d, (long long)n, (long long)i, os[i], or_[i]);
-            }
-            for (int64_t i = 0; i < nh * n && !bad; i++) {
-                bad = !(fabsf(ps[i] - pr[i]) <= 1e-5f);
-                CHECKF(!bad, "%s rows %lld: p[%lld] = %.8g, ref %.8g", tables[ti]->name, (long long)n, (long long)i,
-                       ps[i], pr[i]);
-            }
+    for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+        const lt_kv_fmt *f = fmts[fi].f;
+        int64_t d = f[0].d, rb = LT_MAX(f[0].bytes, f[1].bytes);
+        for (int64_t r = 0; r < 2 * POOL; r++) { /* rows 0..POOL-1 in f[0], the rest in f[1] */
+            for (int64_t c = 0; c < d; c++) x[c] = runif(&g) * (c % 7 == 0 ? 4.0f : 1.0f);
+            lt_kv_pack(&f[r >= POOL], x, pool + r * rb);
         }
-        attn_compose(lt_kern(), q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, ps, os);
-        for (int threads = 1; threads <= 3; threads += 2) {
-            CHECK(lt_threads_set(threads, &err) == LT_OK);
-            memset(ot, 0xFF, sizeof(float) * (size_t)(nh * d));
-            lt_attention_rows(q, nh, d, rows, n, sk, scale, cases[ci].p_bf16, pr, ot);
-            CHECKF(!memcmp(os, ot, sizeof(float) * (size_t)(nh * d)), "lt_attention_rows at %d threads, rows %lld",
-                   threads, (long long)n);
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            int64_t nh = cases[ci].nh, n = cases[ci].n_rows, nf = cases[ci].n_first, hmax = LT_MIN(nh, LT_ATTN_MAX_HEADS);
+            const uint8_t **rows = malloc(sizeof *rows * (size_t)(n ? n : 1));
+            float *q = malloc(sizeof(float) * (size_t)(nh * d)), *sink = malloc(sizeof(float) * (size_t)nh);
+            float *or_ = malloc(sizeof(float) * (size_t)(nh * d)), *os = malloc(sizeof(float) * (size_t)(nh * d));
+            float *ot = malloc(sizeof(float) * (size_t)(nh * d));
+            for (int64_t j = 0; j < n; j++) /* gathered, any order; padding slots after the first */
+                rows[j] = cases[ci].pad && j > 0 && j % 5 == 0 && j < nf ? NULL
+                                                                       : pool + ((int64_t)(rnext(&g) % POOL) + (j >= nf ? POOL : 0)) * rb;
+            for (int64_t i = 0; i < nh * d; i++) q[i] = runif(&g) * 3.0f;
+            for (int64_t h = 0; h < nh; h++) sink[h] = runif(&g) * 2.0f;
+            float scale = 1.0f / sqrtf((float)d), tol = (cases[ci].ref ? 4e-3f : 1e-5f) * 4.0f;
+            const float *sk = cases[ci].sink ? sink : NULL;
+            lt_kernels_ref.attn_rows(q, f, nf, rows, n, sk, scale, cases[ci].ref, 0, hmax, or_);
+            for (int ti = 0; ti < nt; ti++) {
+                memset(os, 0xFF, sizeof(float) * (size_t)(nh * d)); /* NaN: every output must be written */
+                tables[ti]->attn_rows(q, f, nf, rows, n, sk, scale, cases[ci].ref, 0, hmax, os);
+                int bad = 0;
+                for (int64_t i = 0; i < hmax * d && !bad; i++) {
+                    bad = !(fabsf(os[i] - or_[i]) <= tol);
+                    CHECKF(!bad, "%s format %zu heads %lld rows %lld: o[%lld] = %.8g, ref %.8g", tables[ti]->name, fi,
+                           (long long)nh, (long long)n, (long long)i, os[i], or_[i]);
+                }
+            }
+            for (int64_t h0 = 0; h0 < nh; h0 += LT_ATTN_MAX_HEADS)
+                lt_kern()->attn_rows(q, f, nf, rows, n, sk, scale, cases[ci].ref, h0, LT_MIN(nh, h0 + LT_ATTN_MAX_HEADS), os);
+            for (int threads = 1; threads <= 3; threads += 2) {
+                CHECK(lt_threads_set(threads, &err) == LT_OK);
+                memset(ot, 0xFF, sizeof(float) * (size_t)(nh * d));
+                lt_attention_rows(q, nh, f, nf, rows, n, sk, scale, cases[ci].ref, ot);
+                CHECKF(!memcmp(os, ot, sizeof(float) * (size_t)(nh * d)), "lt_attention_rows at %d threads, rows %lld",
+                       threads, (long long)n);
+            }
+            free(rows), free(q), free(sink), free(or_), free(os), free(ot);
         }
-        free(rows), free(q), free(sink), free(pr), free(ps), free(or_), free(os), free(ot);
     }
     CHECK(lt_threads_set(0, &err) == LT_OK);
     free(pool);

@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include "linear.h"
+#include "kvrow.h"
 #include "numerics.h"
 #include "quant.h"
 
@@ -75,24 +76,21 @@ LT_TEST(numerics, exact_and_fp32_products_do_not_round) {
     CHECK(rounded_somewhere); /* so the comparisons above could have failed */
 }
 
-LT_TEST(numerics, qat_touches_only_its_span) {
-    enum { STRIDE = 12, WIDTH = 8 };
-    float x[2 * STRIDE], orig[2 * STRIDE];
-    for (int i = 0; i < 2 * STRIDE; i++) orig[i] = x[i] = 0.1234567f * (float)(i + 1) - 0.77f;
-    lt_num exact = {.mode = LT_NUMERICS_EXACT};
-    lt_num ref = {.mode = LT_NUMERICS_REFERENCE};
-    lt_num_qat_fp8(&exact, x, 2, STRIDE, WIDTH, 4);
-    lt_num_qat_fp4(&exact, x, 2, STRIDE);
-    lt_num_store(&exact, x, 2 * STRIDE);
-    CHECK(memcmp(x, orig, sizeof x) == 0);
-    lt_num_qat_fp8(&ref, x, 2, STRIDE, WIDTH, 4);
-    for (int t = 0; t < 2; t++) {
-        float want[WIDTH];
-        memcpy(want, orig + t * STRIDE, sizeof want);
-        lt_fake_quant_fp8(want, WIDTH, 4);
-        for (int i = 0; i < STRIDE; i++) {
-            float w = i < WIDTH ? want[i] : orig[t * STRIDE + i]; /* the RoPE tail stays as it was */
-            CHECKF(x[t * STRIDE + i] == w, "row %d col %d: %g want %g", t, i, x[t * STRIDE + i], w);
-        }
-    }
+/* KV rows are stored as the round trips leave them (kvrow.h): the FP8 span
+ * unpacks to lt_fake_quant_fp8 of it, the bf16 tail to its bf16 rounding;
+ * REFERENCE V4 stores FP8 nope + bf16 RoPE rows, EXACT fp32 rows */
+LT_TEST(numerics, kv_rows_store_the_round_trip) {
+    enum { D = 12, W8 = 8 };
+    float x[D], want[D], got[D];
+    uint8_t row[64];
+    for (int i = 0; i < D; i++) x[i] = want[i] = 0.1234567f * (float)(i + 1) - 0.77f;
+    lt_kv_fmt f = lt_kv_fmt_fp8(D, W8, 4);
+    CHECK(f.bytes == 24 && (size_t)f.bytes <= sizeof row); /* 8 codes, 2 scales, 4 bf16 at 10, padding to 8 */
+    lt_fake_quant_fp8(want, W8, 4);
+    for (int i = W8; i < D; i++) want[i] = lt_round_bf16(x[i]);
+    lt_kv_pack(&f, x, row);
+    lt_kv_unpack(&f, row, got);
+    CHECK(memcmp(got, want, sizeof got) == 0);
+    lt_num exact = {.mode = LT_NUMERICS_EXACT}, ref = {.mode = LT_NUMERICS_REFERENCE};
+    CHECK(!lt_num_qat_on(&exact, W8, 4) && lt_num_qat_on(&ref, W8 + 1, 4)); /* REFERENCE: partial blocks too */
 }

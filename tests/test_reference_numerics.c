@@ -16,7 +16,7 @@
  * the residual after block 0 (the official set: after every block).
  *
  * Lantern now rounds at the official points (src/numerics.c: lt_num_q_rescale,
- * lt_num_attn_softmax, lt_num_index_score, lt_num_shared_expert_last), so
+ * lt_num_index_score, the attn_rows kernel, lt_num_shared_expert_last), so
  * the strong checks hold for the official set; the lantern set models the
  * former choices and keeps only the sanity floor, as a diagnostic.
  *
@@ -60,7 +60,7 @@
  * bit-equal through block 2 (flash and pro); the remaining row differences
  * start where block 3's score routing amplifies those flips. sparse_attn's
  * online softmax over blocks of 64 index slots is modelled on both sides
- * (ref_v4.online_softmax_attn, lt_attention_head); the fixtures' rows fit
+ * (ref_v4.online_softmax_attn, the attn_rows kernel); the fixtures' rows fit
  * one block (at most 22 slots with padding), so sparse_attn_blocks_vector
  * below checks rows of several blocks.
  *
@@ -69,8 +69,10 @@
 #include "test.h"
 
 #include "kernels.h"
+#include "linear.h"
 #include "model.h"
 #include "numerics.h"
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -288,14 +290,18 @@ LT_TEST(reference_numerics, pro_tiny_default_kernels) { check_reference("v4-pro-
 /* The four official rounding points on hand-checked values (numerics.c). */
 LT_TEST(reference_numerics, official_points_by_hand) {
     lt_num ex = {.mode = LT_NUMERICS_EXACT}, ref = {.mode = LT_NUMERICS_REFERENCE};
-    /* sparse_attn: max over the keys only, bf16 exp(s - max), the sink and
-     * the unrounded terms in the divisor */
-    float p[2] = {0.0f, -1.0f}, e1 = expf(-1.0f);
-    float div = lt_num_attn_softmax(&ref, p, 2, 5.0f);
-    CHECK(p[0] == 1.0f && p[1] == 0x1.78p-2f && p[1] != e1);
-    CHECK(div == 1.0f + e1 + expf(5.0f));
-    float q[2] = {0.0f, -1.0f};
-    CHECK(lt_num_attn_softmax(&ex, q, 2, 5.0f) == 1.0f && fabsf(q[0] - 1.0f / (1.0f + e1 + expf(5.0f))) < 1e-7f);
+    /* sparse_attn (the kernel's attn_rows): max over the keys only, bf16
+     * exp(s - max) for P.V, the sink and the unrounded terms in the divisor;
+     * scores 0 and -1 on unit rows, so o = (P0, P1) / divisor */
+    const float qa[2] = {0.0f, -1.0f}, v0[2] = {1.0f, 0.0f}, v1[2] = {0.0f, 1.0f}, sink5 = 5.0f, e1 = expf(-1.0f);
+    const uint8_t *rows[2] = {(const uint8_t *)v0, (const uint8_t *)v1};
+    const lt_kv_fmt f32[2] = {lt_kv_fmt_f32(2), lt_kv_fmt_f32(2)};
+    float oa[2];
+    lt_attention_rows(qa, 1, f32, 2, rows, 2, &sink5, 1.0f, 1, oa);
+    CHECKF(fabsf(oa[1] / oa[0] - 0x1.78p-2f) < 1e-6f && fabsf(oa[0] * (1.0f + e1 + expf(5.0f)) - 1.0f) < 1e-6f,
+           "reference P.V: %.9g %.9g", oa[0], oa[1]);
+    lt_attention_rows(qa, 1, f32, 2, rows, 2, &sink5, 1.0f, 0, oa);
+    CHECKF(fabsf(oa[1] / oa[0] - e1) < 1e-6f, "exact P.V: %.9g %.9g", oa[0], oa[1]);
     /* index score: bf16 dot (1 + 2^-9 -> 1), bf16 product, bf16 sum */
     float iq[4] = {1.0f, 0x1p-9f, -1.0f, 0.0f}, k[2] = {1.0f, 1.0f}, wt[2] = {3.0f, 7.0f};
     CHECK(lt_num_index_score(&ref, iq, wt, k, 2, 2) == 3.0f);
@@ -326,33 +332,36 @@ LT_TEST(reference_numerics, official_points_by_hand) {
  * (other block boundaries) 2.9e-5 (the generator prints both for torch). */
 #define ATTN_VEC_TOL 4e-7f
 
+/* one query's heads over the vector's index row: variant 0 the kernel's
+ * blockwise softmax (attn_rows), 1 one max over the whole row (a rejected
+ * model), 2 the kernel with the padding moved to the end of the row */
 static float attn_vec_diff(const lt_tensor *q, const lt_tensor *kv, const lt_tensor *idx, const lt_tensor *sink,
                            float scale, const float *want, int variant, float *scale_out) {
     int64_t H = q->shape[0], d = q->shape[1], S = idx->shape[0];
     const int64_t *ix = idx->data;
-    const float **rows = calloc((size_t)S, sizeof *rows);
-    float *p = calloc((size_t)S, sizeof *p), *o = calloc((size_t)d, sizeof *o), diff = 0, mx = 0;
-    lt_num ref = {.mode = LT_NUMERICS_REFERENCE};
+    const uint8_t **rows = calloc((size_t)S, sizeof *rows);
+    float *p = calloc((size_t)S, sizeof *p), *o = calloc((size_t)(H * d), sizeof *o), diff = 0, mx = 0;
+    const lt_kv_fmt f[2] = {lt_kv_fmt_f32(d), lt_kv_fmt_f32(d)};
     int64_t k = 0;
-    for (int64_t j = 0; j < S; j++) /* variant 2: the valid keys first, the padding last */
-        if (variant != 2 || ix[j] >= 0) rows[k++] = ix[j] >= 0 ? (const float *)kv->data + ix[j] * d : NULL;
+    for (int64_t j = 0; j < S; j++)
+        if (variant != 2 || ix[j] >= 0) rows[k++] = ix[j] >= 0 ? (const uint8_t *)((const float *)kv->data + ix[j] * d) : NULL;
     while (k < S) rows[k++] = NULL;
-    for (int64_t h = 0; h < H; h++) {
-        const float *qh = (const float *)q->data + h * d, sk = ((const float *)sink->data)[h];
-        if (variant == 1) { /* one max over the whole row */
-            for (int64_t j = 0; j < S; j++) p[j] = rows[j] ? lt_dot(qh, rows[j], d) * scale : -INFINITY;
-            float div = lt_num_attn_softmax(&ref, p, S, sk);
-            memset(o, 0, (size_t)d * sizeof *o);
-            for (int64_t j = 0; j < S; j++)
-                if (rows[j]) lt_axpy(o, p[j], rows[j], d);
-            for (int64_t c = 0; c < d; c++) o[c] /= div;
-        } else {
-            lt_attention_head(qh, rows, S, d, scale, sk, &ref, p, o);
+    if (variant != 1) lt_attention_rows(q->data, H, f, S, rows, S, sink->data, scale, 1, o);
+    for (int64_t h = 0; h < H && variant == 1; h++) {
+        const float *qh = (const float *)q->data + h * d;
+        float m = -INFINITY, div = 0.0f, *oh = o + h * d;
+        for (int64_t j = 0; j < S; j++) m = fmaxf(m, p[j] = rows[j] ? lt_dot(qh, (const float *)rows[j], d) * scale : -INFINITY);
+        for (int64_t j = 0; j < S; j++) {
+            float e = rows[j] ? expf(p[j] - m) : 0.0f;
+            div += e;
+            if (rows[j]) lt_axpy(oh, lt_round_bf16(e), (const float *)rows[j], d);
         }
-        for (int64_t c = 0; c < d; c++) {
-            diff = fmaxf(diff, fabsf(o[c] - want[h * d + c]));
-            mx = fmaxf(mx, fabsf(want[h * d + c]));
-        }
+        div += expf(((const float *)sink->data)[h] - m);
+        for (int64_t c = 0; c < d; c++) oh[c] /= div;
+    }
+    for (int64_t i = 0; i < H * d; i++) {
+        diff = fmaxf(diff, fabsf(o[i] - want[i]));
+        mx = fmaxf(mx, fabsf(want[i]));
     }
     free(rows);
     free(p);
@@ -373,7 +382,7 @@ static void check_attention_vector(const char *kern) {
     int ok = q && kv && idx && sink && sc && out && ob && q->dtype == LT_DT_F32 && kv->dtype == LT_DT_F32 &&
              idx->dtype == LT_DT_I64 && sink->dtype == LT_DT_F32 && out->dtype == LT_DT_F32 &&
              kv->shape[1] == q->shape[1] && lt_tensor_numel(out) == lt_tensor_numel(q) &&
-             lt_tensor_numel(sink) == q->shape[0] && idx->shape[0] > 2 * LT_SPARSE_ATTN_BLOCK;
+             lt_tensor_numel(sink) == q->shape[0] && idx->shape[0] > 2 * LT_ATTN_BLOCK;
     CHECKF(ok, "sparse_attn_blocks.safetensors: missing or mis-shaped tensors");
     if (ok) {
         int64_t S = idx->shape[0], n = lt_tensor_numel(out), same = 0;
@@ -388,18 +397,16 @@ static void check_attention_vector(const char *kern) {
             /* the stored bf16 output, element by element */
             int64_t H = q->shape[0], d = q->shape[1];
             const int64_t *ix = idx->data;
-            const float **rows = calloc((size_t)S, sizeof *rows);
-            float *p = calloc((size_t)S, sizeof *p), *o = calloc((size_t)d, sizeof *o);
+            const uint8_t **rows = calloc((size_t)S, sizeof *rows);
+            float *o = calloc((size_t)(H * d), sizeof *o);
+            const lt_kv_fmt f[2] = {lt_kv_fmt_f32(d), lt_kv_fmt_f32(d)};
             lt_num ref = {.mode = LT_NUMERICS_REFERENCE};
-            for (int64_t j = 0; j < S; j++) rows[j] = ix[j] >= 0 ? (const float *)kv->data + ix[j] * d : NULL;
-            for (int64_t h = 0; h < H; h++) {
-                lt_attention_head((const float *)q->data + h * d, rows, S, d, scale,
-                                  ((const float *)sink->data)[h], &ref, p, o);
-                lt_num_store(&ref, o, d);
-                for (int64_t c = 0; c < d; c++) same += o[c] == ((const float *)ob->data)[h * d + c];
-            }
+            for (int64_t j = 0; j < S; j++)
+                rows[j] = ix[j] >= 0 ? (const uint8_t *)((const float *)kv->data + ix[j] * d) : NULL;
+            lt_attention_rows(q->data, H, f, S, rows, S, sink->data, scale, 1, o);
+            lt_num_store(&ref, o, H * d);
+            for (int64_t i = 0; i < H * d; i++) same += o[i] == ((const float *)ob->data)[i];
             free(rows);
-            free(p);
             free(o);
         }
         printf("  sparse_attn, %lld slots, %s kernels: max |dout| / max |out| %.3g (bf16 output bit-equal "
@@ -419,15 +426,18 @@ LT_TEST(reference_numerics, sparse_attn_blocks_vector) {
     check_attention_vector(NULL);
 }
 
-/* The online softmax by hand: two blocks, the max rising in the second. */
+/* The online softmax by hand: two blocks, the max rising in the second
+ * (scores 0, 63 padding slots, 1; REFERENCE). */
 LT_TEST(reference_numerics, sparse_attn_online_blocks_by_hand) {
-    float p[LT_SPARSE_ATTN_BLOCK + 1];
-    for (int j = 0; j < LT_SPARSE_ATTN_BLOCK; j++) p[j] = j == 0 ? 0.0f : -INFINITY;
-    p[LT_SPARSE_ATTN_BLOCK] = 1.0f;
-    lt_num_attn_acc acc = LT_NUM_ATTN_ACC_INIT;
-    CHECK(lt_num_attn_block(&acc, p, LT_SPARSE_ATTN_BLOCK) == 0.0f && acc.max == 0.0f && acc.sum == 1.0f);
-    CHECK(p[0] == 1.0f && p[1] == 0.0f);
-    float r = lt_num_attn_block(&acc, p + LT_SPARSE_ATTN_BLOCK, 1);
-    CHECK(r == expf(-1.0f) && acc.max == 1.0f && acc.sum == expf(-1.0f) + 1.0f && p[LT_SPARSE_ATTN_BLOCK] == 1.0f);
-    CHECK(lt_num_attn_divisor(&acc, 0.5f) == acc.sum + expf(-0.5f));
+    enum { S = LT_ATTN_BLOCK + 1 };
+    const float q[2] = {1.0f, 0.0f}, v0[2] = {0.0f, 3.0f}, v1[2] = {1.0f, 5.0f}, sink = 0.5f;
+    const uint8_t *rows[S] = {(const uint8_t *)v0};
+    rows[S - 1] = (const uint8_t *)v1;
+    const lt_kv_fmt f[2] = {lt_kv_fmt_f32(2), lt_kv_fmt_f32(2)};
+    float o[2];
+    lt_attention_rows(q, 1, f, S, rows, S, &sink, 1.0f, 1, o);
+    /* block 1: max 0, acc (0, 3), sum 1; block 2: max 1, r = e^-1, acc r (0, 3) + (1, 5), sum r + 1 */
+    float r = expf(-1.0f), div = r + 1.0f + expf(sink - 1.0f);
+    CHECKF(fabsf(o[0] - 1.0f / div) < 1e-6f && fabsf(o[1] - (3.0f * r + 5.0f) / div) < 1e-6f, "o = %.9g %.9g", o[0],
+           o[1]);
 }
