@@ -39,6 +39,18 @@ void lt_csa2_compress(const lt_attention *a, const lt_config *cfg, const lt_rope
     lt_num_qat_fp4_e4m3(nm, latent, m, hd, 16);
 }
 
+/* One token's index scores over n entries ids[i] (NULL: i). REFERENCE
+ * rounds them like the official Indexer (bf16 dots, products and head sum:
+ * lt_num_index_score), as V4 does; lt_indexer_score is the fp32 scorer. */
+static void index_scores(const lt_num *nm, const float *q, const float *wt, const float *keys, const int32_t *ids,
+                         int64_t n, int64_t Hi, int64_t di, float *score) {
+    if (!lt_num_ref(nm)) {
+        lt_indexer_score(q, wt, keys, ids, n, Hi, di, score);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) score[i] = lt_num_index_score(nm, q, wt, keys + (ids ? ids[i] : i) * di, Hi, di);
+}
+
 /* Level one at the candidate source: block b scores the best of its
  * entries among the nv visible ones; the newest visible entry's block is
  * forced in; the kb best blocks go to out, ascending. Returns the count. */
@@ -77,12 +89,12 @@ void lt_csa2_select(const lt_attention *a, const lt_config *cfg, const lt_rope *
         int32_t *sel = x->sel + t * K;
         if (a->csa2 & LT_CSA2_USES_CANDIDATES) { /* Reindex: only the candidate entries compete */
             int64_t nc = candidate_entries(x->cand + t * KB, x->n_cand[t], bs, nv, x->ids);
-            lt_indexer_score(q, wt, src->idx.keys, x->ids, nc, Hi, di, x->score);
+            index_scores(nm, q, wt, src->idx.keys, x->ids, nc, Hi, di, x->score);
             x->n_sel[t] = lt_indexer_topk(x->score, nc, K, x->heap_s, x->heap_i, sel);
             for (int32_t i = 0; i < x->n_sel[t]; i++) sel[i] = x->ids[sel[i]]; /* ascending stays ascending */
             continue;
         }
-        lt_indexer_score(q, wt, src->idx.keys, NULL, nv, Hi, di, x->score); /* Full */
+        index_scores(nm, q, wt, src->idx.keys, NULL, nv, Hi, di, x->score); /* Full */
         x->n_sel[t] = lt_indexer_topk(x->score, nv, K, x->heap_s, x->heap_i, sel);
         if (a->csa2 & LT_CSA2_CANDIDATE_SOURCE)
             x->n_cand[t] = candidate_blocks(x->score, nv, bs, KB, x, x->cand + t * KB);
