@@ -76,7 +76,7 @@ def v41_config(text, block, quant_extra=None):
     return {
         "architectures": ["DeepseekV41ForCausalLM"],
         "model_type": "deepseek_v41",
-        "dtype": "bfloat16",
+        "dtype": "float32",                           # the oracle computes in fp32 (EXACT numerics)
         "bos_token_id": 0,
         "eos_token_id": 1,
         "pad_token_id": 2,
