@@ -439,7 +439,9 @@ static lt_status read_quant(lt_config *c, const reader *r) {
     if (st == LT_OK && !dt && r->text != r->root) dt = read_str(r, r->root, "", "dtype", &st);
     if (st == LT_OK && dt && strcmp(dt, "bfloat16") && strcmp(dt, "float32"))
         st = lt_fail(r->err, LT_ERR_UNSUPPORTED, "%s: %storch_dtype is \"%s\" but must be bfloat16 or float32", r->path, r->scope, dt);
-    c->dtype_f32 = dt && !strcmp(dt, "float32");
+    /* a quantised checkpoint keeps the release's BF16 tensors whatever its
+     * dtype, which then names the compute dtype (the V4.1 fixtures: float32) */
+    c->dtype_f32 = dt && !strcmp(dt, "float32") && !c->weight_fp8;
     return st;
 }
 

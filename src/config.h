@@ -59,8 +59,9 @@ typedef struct {
                               * scales; 0 = an unquantised checkpoint (tiny test models) */
     int block_r, block_c;    /* quantization_config.weight_block_size */
     int expert_fp4;          /* expert_dtype == "fp4" (else experts are stored like the other linears) */
-    int dtype_f32;           /* torch_dtype/dtype "float32": tensors the release keeps in BF16
-                              * (norms, embed, head, BF16 linears) are F32 instead */
+    int dtype_f32;           /* torch_dtype/dtype "float32" in an unquantised checkpoint: tensors
+                              * the release keeps in BF16 (norms, embed, head, BF16 linears) are
+                              * F32 instead */
 
     /* MTP / DSpark (spec 4.6, 4.7) */
     int n_mtp;               /* stages mtp.0..n_mtp-1: num_nextn_predict_layers, or the number of

@@ -86,7 +86,7 @@ void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_s
         K.data = (const uint8_t *)K.data + j0 * (K.type == LT_W_FP4 ? di / 2 : di * 4);
         if (K.scale) K.scale += j0 * di / 32;
     }
-    lt_index_scores(&K, &Q, wt, lt_num_ref(nm) && !nm->qat, K.rows, s->score + j0);
+    lt_index_scores(&K, &Q, wt, lt_num_ref(nm), K.rows, s->score + j0);
 }
 
 /* heap order: the worst kept entry on top (lower score, then higher index) */

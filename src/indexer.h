@@ -86,8 +86,8 @@ void lt_indexer_store(lt_indexer_cache *c, const float *x, int64_t m);
 
 /* One token's scores score[j] = sum_h wt_h ReLU(q_h . keys[j]) for keys
  * j in [j0, j1) from its quantised queries q[Hi, di]: stored like the keys
- * in s->qs, then the kernel table's index_score across the pool (V4
- * REFERENCE: with the official bf16 roundings). */
+ * in s->qs, then the kernel table's index_score across the pool
+ * (REFERENCE: with the official Indexer's bf16 roundings, V4 and V4.1). */
 void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q,
                        const float *wt, int64_t Hi, int64_t j0, int64_t j1);
 

@@ -10,12 +10,14 @@ oracle is ref_v41.py: an independent float32 re-implementation of HF deepseek_v4
                          F8_E8M0 scales, FP4 experts, Engram tables (F8_E4M3 + per-row scales)
   tokenizer.json, tokenizer_config.json   the tiny byte-level BPE of tiny_tokenizer.py
   oracle.safetensors     ref_v41 outputs (README-v41.md lists the tensors)
+  oracle_reference.safetensors   the same outputs in REFERENCE numerics (ref_v41.RefModel)
 
 Subcommands:
   build   [--only NAME]   write the fixtures (default)
   verify  [NAME ...]      re-read the files, dequantise independently, recompute, compare
   check                   module-level cross-checks of ref_v41 (HF V4 classes, brute force)
   hashes  [--out PATH]    write the real-config Engram hash vectors (tests/data/engram/)
+  reference [NAME ...]    (re)write oracle_reference.safetensors of built fixtures from their files
 
 Usage: tools/oracle/.venv/bin/python tools/oracle/make_fixtures_v41.py build
 """
@@ -74,7 +76,7 @@ def v41_config(text, block, quant_extra=None):
     return {
         "architectures": ["DeepseekV41ForCausalLM"],
         "model_type": "deepseek_v41",
-        "dtype": "bfloat16",
+        "dtype": "float32",                           # the oracle computes in fp32 (EXACT numerics)
         "bos_token_id": 0,
         "eos_token_id": 1,
         "pad_token_id": 2,
@@ -595,6 +597,7 @@ def build_fixture(name, spec, out_root, log, max_tries=1500):
     }
     v4_format.save_safetensors(os.path.join(folder, "oracle.safetensors"),
                                {k: v.contiguous() for k, v in res.items()}, meta)
+    write_reference(folder, log)
     sizes = {f: os.path.getsize(os.path.join(folder, f)) for f in sorted(os.listdir(folder))}
     log(f"  wrote {folder}: {json.dumps(sizes)} total {sum(sizes.values())}")
     return folder
@@ -608,6 +611,21 @@ def dequant_engram(w, s):
     rows, hd = w.shape
     assert s.shape == (rows, hd // 32), (w.shape, s.shape)
     return vf.E4M3[w] * np.repeat(vf.e8m0(s), 32, 1)
+
+
+def dequantised_values(raw, c, block):
+    """Official name -> float32 value of every inventory tensor of a checkpoint read by
+    verify_fixtures.load_checkpoint, decoded from the bit layouts with numpy."""
+    import verify_fixtures as vf
+    values = {}
+    for name, shape, kind, _ in model_inventory_v41(c):
+        w = vf.to_array(*raw[name])
+        if kind in ("fp8", "fp4", "engram"):
+            s = vf.to_array(*raw[name[:-6] + "scale"])
+            w = (vf.dequant_fp8(w, s, block) if kind == "fp8" else
+                 vf.dequant_fp4(w, s) if kind == "fp4" else dequant_engram(w, s))
+        values[name] = torch.from_numpy(w.astype(np.float32))
+    return values
 
 
 @torch.no_grad()
@@ -647,14 +665,7 @@ def verify(folder):
             problems.append(f"{name}: {raw[name][0]}{list(raw[name][1])}, expected {expected[name]}")
     if problems:
         return problems, report
-    values = {}
-    for name, shape, kind, _ in model_inventory_v41(c):
-        w = vf.to_array(*raw[name])
-        if kind in ("fp8", "fp4", "engram"):
-            s = vf.to_array(*raw[name[:-6] + "scale"])
-            w = (vf.dequant_fp8(w, s, block) if kind == "fp8" else
-                 vf.dequant_fp4(w, s) if kind == "fp4" else dequant_engram(w, s))
-        values[name] = torch.from_numpy(w.astype(np.float32))
+    values = dequantised_values(raw, c, block)
     report.append(f"  inventory: {len(raw)} tensors, names/dtypes/shapes as expected")
     o_raw, meta = vf.read_safetensors(os.path.join(folder, "oracle.safetensors"))
     oracle = {}
@@ -699,7 +710,68 @@ def verify(folder):
     for k in got:
         if k not in oracle:
             problems.append(f"oracle lacks {k}")
+    r_raw, _ = vf.read_safetensors(os.path.join(folder, REFERENCE_FILE))
+    ref = reference_tensors(ref_v41.reference_forward(values, c, ids, block[1], hasher), c, ids, hasher)
+    report.append(f"  recomputed REFERENCE numerics vs stored {REFERENCE_FILE}:")
+    for k in sorted(set(r_raw) | set(ref)):
+        if k not in r_raw or k not in ref:
+            problems.append(f"{REFERENCE_FILE}: {k} only on one side")
+            continue
+        a = vf.to_array(*r_raw[k])
+        vf.compare(k, ref[k], torch.from_numpy(a.copy() if r_raw[k][0] == "I64" else a.astype(np.float32)), 0.0,
+                   report, problems)
     return problems, report
+
+
+# ---------------------------------------------------------------- REFERENCE-numerics oracle
+
+REFERENCE_FILE = "oracle_reference.safetensors"
+REFERENCE_NAME = "lantern ref_v41.RefModel (official V4.1 inference rounding points, independent)"
+
+
+def reference_tensors(ref, c, ids, hasher):
+    """The oracle.safetensors set of a REFERENCE run, less what repeats the exact oracle
+    (token map, hash ids) and less the residuals of blocks other than block 0 and the
+    first CSA2 block, the two a C comparison can check before decisions diverge."""
+    first_csa = next(l for l, r in enumerate(c["compress_ratios"]) if r)
+    keep_hidden = ("hidden.0", f"hidden.{first_csa}")
+    res = oracle_tensors(ref, c, ids, hasher)
+    return {k: v for k, v in res.items() if not (k == "engram.token_map" or k.endswith(".hash_ids") or
+                                                 k.startswith("hidden.") and k not in keep_hidden)}
+
+
+@torch.no_grad()
+def write_reference(folder, log=print):
+    """REFERENCE-numerics outputs of an existing fixture, from its files alone, into
+    REFERENCE_FILE (a file of its own: model files and oracle.safetensors stay
+    byte-identical). Tensors as in oracle.safetensors (README-v41.md), see
+    reference_tensors."""
+    import verify_fixtures as vf
+    from tokenizers import Tokenizer
+
+    problems = []
+    full = json.load(open(os.path.join(folder, "config.json")))
+    c = dict(full["text_config"])
+    block = full["quantization_config"]["weight_block_size"]
+    values = dequantised_values(vf.load_checkpoint(folder, c, problems), c, block)
+    assert not problems, problems
+    o_raw, meta = vf.read_safetensors(os.path.join(folder, "oracle.safetensors"))
+    ids = torch.from_numpy(vf.to_array(*o_raw["input_ids"]).astype(np.int64))
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    hasher = ref_v41.EngramHasher(c, *ref_v41.compressed_token_map(tok))
+    ref = ref_v41.reference_forward(values, c, ids, block[1], hasher)
+    res = reference_tensors(ref, c, ids, hasher)
+    exact = torch.from_numpy(vf.to_array(*o_raw["logits"]).astype(np.float32))
+    rel = float((res["logits"] - exact).abs().max() / exact.abs().max())
+    top1 = float((res["logits"].argmax(-1) == exact.argmax(-1)).float().mean())
+    top2 = res["logits"].topk(2, dim=-1).values
+    log(f"{os.path.basename(folder)}: REFERENCE vs EXACT oracle: max |dlogit| / max |logit| {rel:.3g}, top-1 "
+        f"{100 * top1:.1f}%; smallest top-1 margin {float((top2[:, 0] - top2[:, 1]).min()):.3g}")
+    rmeta = {"format": "lantern-oracle", "version": ORACLE_VERSION, "oracle": REFERENCE_NAME,
+             "numerics": "reference", "fixture": meta["fixture"], "seed": meta["seed"],
+             "vs_exact_oracle": json.dumps({"max_rel_logit": rel, "top1_agreement": top1})}
+    v4_format.save_safetensors(os.path.join(folder, REFERENCE_FILE), {k: v.contiguous() for k, v in res.items()},
+                               rmeta)
 
 
 # ---------------------------------------------------------------- Engram hash vectors (real config)
@@ -1097,7 +1169,7 @@ def brute_fp4_e4m3(x, block=16):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", nargs="?", default="build", choices=["build", "verify", "check", "hashes"])
+    ap.add_argument("cmd", nargs="?", default="build", choices=["build", "verify", "check", "hashes", "reference"])
     ap.add_argument("names", nargs="*")
     ap.add_argument("--only", action="append")
     ap.add_argument("--out", default=None)
@@ -1121,6 +1193,10 @@ def main():
                 print(f"  PROBLEM: {p}")
             failed += bool(problems)
         sys.exit(1 if failed else 0)
+    elif args.cmd == "reference":
+        root = os.path.join(REPO, "tests", "fixtures")
+        for name in args.names or list(FIXTURES):
+            write_reference(os.path.join(root, name), log)
     elif args.cmd == "check":
         sys.exit(1 if module_checks(log) else 0)
     elif args.cmd == "hashes":

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import ref_v4
 from ref_v4 import hc_expand, hc_mixes, rmsnorm, rope, rope_table
 
 E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -474,3 +475,224 @@ def greedy(W, c, prompt, n_new, hasher=None):
         out.append(nxt)
         ids = torch.cat([ids, torch.tensor([nxt])])
     return torch.tensor(out, dtype=torch.int64), gaps
+
+
+# =====================================================================================
+# REFERENCE numerics: the rounding points of DeepSeek's official V4.1 inference code
+# =====================================================================================
+#
+# forward() above is the exact (fp32) semantics plus the QAT round trips. RefModel
+# below adds what the official V4.1 inference/model.py computes with bf16 activations
+# and FP8 activation quantisation, the V4 rounding points (ref_v4.RefModel, whose
+# primitives it inherits) carried over to V4.1's structure. Facts used (spec sections
+# 3.4-3.6 and 5, which cite the official V4.1 files, and ref_v4's reading of the V4
+# code that V4.1 keeps):
+#   linear()          FP8/FP4 weight: act_quant in blocks of weight_block_size[1] (32),
+#                     pow-2 scales, fp32 partial sums per block, bf16 output; BF16
+#                     weight: F.linear in bf16 (bf16 output). wo_a: bf16 einsum on the
+#                     dequantised weight, no act quant.
+#   RMSNorm           fp32 on x.float(), weight multiply in fp32, .to(bf16).
+#   mHC               mixes in fp32 on X.float(); collapse .to(bf16); expand in fp32,
+#                     .to(bf16). Single pass: a site collapses with the previous site's
+#                     pre; the head collapses with the last FFN pre (bf16), norm, fp32 head.
+#   Engram            gathered rows dequantised (exact in bf16), wkv FP8 linear (bf16
+#                     key/value), gate in fp32, X + gate * value in fp32 .to(bf16).
+#   Attention         q = wq_b(q_norm(wq_a x)), no q rescale, RoPE into bf16;
+#                     kv = kv_norm(wkv x), RoPE into bf16, FP8 round trip of all of it
+#                     (block 32); sparse_attn (blockwise online softmax, bf16 P, bf16
+#                     out); inverse RoPE into bf16; grouped wo_a; wo_b.
+#   Compressor        ratio 2: x.float() @ wkv / wgate in fp32, softmax pooling in fp32,
+#                     .to(bf16); ratio 1: wkv as a bf16 F.linear; then norm (bf16). Index
+#                     keys: k_norm(wk(latent)) (bf16), RoPE into bf16, FP4 (block 32,
+#                     pow-2); entries: RoPE into bf16, FP4 (block 16, E4M3 scales).
+#   Indexer           q = wq_b(qr), RoPE into bf16, FP4; weights = weights_proj(x) (bf16)
+#                     * di^-1/2 Hi^-1/2 (bf16); score = einsum(q, k) (bf16), relu,
+#                     * weights (bf16), sum over heads (bf16); candidate blocks and
+#                     top-k rank those bf16 scores (ties to the lower id).
+#   Gate              x.float() @ W.float(), sqrt(softplus(./gate_temp)), top-k on
+#                     score + bias, w / (sum w + 1e-20) * route_scale.
+#   MoE               routed experts in ascending id into an fp32 sum, then the shared
+#                     expert; .to(bf16). Expert: w1, w3 bf16, clamps, silu * u * weight
+#                     (fp32), .to(bf16), w2.
+# The sparse_attn index row is the query's window (ascending positions) followed by its
+# selected entries (ascending); in the tiny fixtures every row fits one block of 64, so
+# its block layout cannot matter there.
+
+class RefModel(ref_v4.RefModel):
+    """One forward pass in REFERENCE numerics over dequantised official-name V4.1
+    weights W (float32 values); c: the flat text config; block: weight_block_size[1]."""
+
+    def __init__(self, W, c, block, rnd=None):
+        super().__init__(W, dict(c, quantization_config={"weight_block_size": [block, block]}), rnd)
+
+    @staticmethod
+    def _is_quantised(name):
+        fp8 = ("attn.wq_a.", "attn.wq_b.", "attn.wkv.", "attn.wo_b.", "indexer.wq_b.", "shared_experts.",
+               "engram.wkv.")
+        return any(f in name for f in fp8) or ".experts." in name
+
+    def engram(self, X, rows, p):
+        T, S, D = X.shape
+        emb = ref_v4.bf16(self.W[p + "embed.weight"][rows].reshape(T, -1))
+        kv = self.linear(emb, p + "wkv.weight")
+        key, value = kv[:, : S * D].view(T, S, D), kv[:, S * D:]
+        eps = self.c["rms_norm_eps"]
+        wt = self.W[p + "q_weight"] * self.W[p + "k_weight"]
+        r = torch.rsqrt(X.square().mean(-1) + eps) * torch.rsqrt(key.square().mean(-1) + eps)
+        dot = (X * wt * key).sum(-1) * r * D ** -0.5
+        gate = torch.sigmoid(torch.copysign(dot.abs().clamp_min(1e-6).sqrt(), dot))
+        return self.rnd("bf16_store", X + gate[..., None] * value[:, None, :]), gate
+
+    def compressor(self, h, p, ratio):
+        W = self.W
+        if ratio == 1:
+            kv = self.linear(h, p + "wkv.weight")
+        else:
+            n = h.shape[0] // ratio
+            kv = (h @ W[p + "wkv.weight"].T)[: n * ratio].view(n, ratio, -1)
+            gate = (h @ W[p + "wgate.weight"].T)[: n * ratio].view(n, ratio, -1)
+            kv = self.rnd("bf16_store", (kv * gate.softmax(dim=1)).sum(1))
+        return self.norm(kv, p + "norm.weight")
+
+    def index_scores(self, h, qr, keys, p, ratio, cos, sin, candidates):
+        """bf16 index scores [T, n] of an index source against the shared keys, with
+        invisible (and, after the candidate source, non-candidate) entries at -inf."""
+        c, r = self.c, self.rnd
+        T = h.shape[0]
+        nI, dI = c["index_n_heads"], c["index_head_dim"]
+        q = self.rope(self.linear(qr, p + "indexer.wq_b.weight").view(T, nI, dI), cos[:T, None], sin[:T, None])
+        q = fq_fp4(q, 32, False)
+        b = ref_v4.bf16 if r.on("indexer_score_bf16") else (lambda x: x)
+        wts = b(self.linear(h, p + "indexer.weights_proj.weight") * (dI ** -0.5 * nI ** -0.5))
+        s = b(torch.einsum("thd,nd->thn", q, keys)).relu()
+        score = b(b(s * wts[:, :, None]).sum(1))
+        n = keys.shape[0]
+        nvis = torch.div(torch.arange(1, T + 1), ratio, rounding_mode="floor")
+        score = score.masked_fill(torch.arange(n)[None, :] >= nvis[:, None], float("-inf"))
+        if candidates is not None:
+            score = score.masked_fill(~candidates, float("-inf"))
+        return score, nvis
+
+    @staticmethod
+    def top_mask(score, k):
+        """The k best entries per row that are not -inf (stable: ties to the lower id), as
+        a mask (a forced candidate block scores +inf)."""
+        T, n = score.shape
+        k = min(k, n)
+        order = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :k]
+        keep = torch.zeros(T, n, dtype=torch.bool)
+        keep.scatter_(1, order, score.gather(1, order) > float("-inf"))
+        return keep
+
+    def candidate_blocks(self, score, nvis):
+        c = self.c
+        bs, kb = c["candidate_block_size"], c["candidate_topk_blocks"]
+        T, n = score.shape
+        nb = -(-n // bs)
+        padded = torch.full((T, nb * bs), float("-inf"))
+        padded[:, :n] = score
+        blk = padded.view(T, nb, bs).amax(-1)
+        newest = torch.div(nvis - 1, bs, rounding_mode="floor")
+        blk = torch.where(torch.arange(nb)[None, :] == newest[:, None], torch.full_like(blk, float("inf")), blk)
+        keep = self.top_mask(blk, kb)
+        return keep.repeat_interleave(bs, dim=1)[:, :n], keep
+
+    def attention(self, h, p, role, tabs, shared, trace):
+        c, W, r = self.c, self.W, self.rnd
+        T = h.shape[0]
+        H, d, win = c["num_attention_heads"], c["head_dim"], c["sliding_window"]
+        ratio = role["ratio"]
+        cos, sin = tabs["compress"] if ratio else tabs["main"]
+        qr = self.norm(self.linear(h, p + "wq_a.weight"), p + "q_norm.weight")
+        q = self.rope(self.linear(qr, p + "wq_b.weight").view(T, H, d), cos[:T, None], sin[:T, None])
+        kv = self.norm(self.linear(h, p + "wkv.weight"), p + "kv_norm.weight")
+        kv = fq_fp8(self.rope(kv, cos[:T], sin[:T]), 32)
+        t = torch.arange(T)
+        lo = (t - win + 1).clamp(min=0)
+        rel = t[None, :] - lo[:, None]
+        slot = torch.where((rel >= 0) & (t[None, :] <= t[:, None]), rel, torch.full_like(rel, -1))
+        keys = kv
+        if ratio:
+            if role["is_kv_source"]:
+                latent = self.compressor(h, p + "compressor.", ratio)
+                pos = torch.arange(latent.shape[0]) * ratio
+                if role["is_index_source"]:
+                    ik = self.norm(self.linear(latent, p + "indexer.wk.weight"), p + "indexer.k_norm.weight")
+                    shared["keys"] = fq_fp4(self.rope(ik, cos[pos], sin[pos]), 32, False)
+                shared["kv"] = fq_fp4(self.rope(latent, cos[pos], sin[pos]), 16, True)
+            if role["is_index_source"]:
+                cand = shared.get("cand") if role["uses_candidates"] else None
+                score, nvis = self.index_scores(h, qr, shared["keys"], p, ratio, cos, sin, cand)
+                if role["is_candidate_source"]:
+                    shared["cand"], trace["candidate_blocks"] = self.candidate_blocks(score, nvis)
+                shared["sel"] = self.top_mask(score, c["index_topk"])
+                trace["index_scores"], trace["index_sel"] = score, shared["sel"]
+            sel = shared["sel"]
+            assert sel.shape[1] == shared["kv"].shape[0], "top-k and compressed KV come from different groups"
+            nwin = (slot >= 0).sum(1, keepdim=True)
+            cslot = torch.where(sel, nwin + sel.long().cumsum(1) - 1, torch.full(sel.shape, -1, dtype=torch.int64))
+            keys = torch.cat([kv, shared["kv"]], 0)
+            slot = torch.cat([slot, cslot], 1)
+        o = self.sparse_attn(q, keys, slot, W[p + "attn_sink"], d ** -0.5)
+        o = self.rope(o, cos[:T, None], sin[:T, None], inverse=True)
+        G, R = c["o_groups"], c["o_lora_rank"]
+        o = r("linear_out", torch.einsum("tgi,gri->tgr", o.reshape(T, G, -1), W[p + "wo_a.weight"].view(G, R, -1)))
+        return self.linear(o.flatten(1), p + "wo_b.weight")
+
+    def moe(self, h, p, trace):
+        c, W = self.c, self.W
+        k = c["num_experts_per_tok"]
+        s = F.softplus((h @ W[p + "gate.weight"].T) / c.get("gate_temp", 1.0)).sqrt()
+        biased = s + W[p + "gate.bias"]
+        idx = torch.sort(biased, dim=-1, descending=True, stable=True).indices[:, :k]
+        w = s.gather(1, idx)
+        if c.get("norm_topk_prob", True) and k > 1:
+            w = w / (w.sum(-1, keepdim=True) + 1e-20)
+        w = w * c["routed_scaling_factor"]
+        trace["experts"], trace["weights"], trace["biased_scores"] = idx, w, biased
+        y = torch.zeros_like(h)
+        for e in range(c["n_routed_experts"]):
+            tok, slot = torch.where(idx == e)
+            if tok.numel():
+                y[tok] += self.expert(h[tok], f"{p}experts.{e}.", w[tok, slot, None])
+        return self.rnd("bf16_store", y + self.expert(h, p + "shared_experts."))
+
+    def forward(self, ids, hasher=None):
+        """Same outputs as ref_v41.forward, in REFERENCE numerics."""
+        c, W, r = self.c, self.W, self.rnd
+        T, S = ids.shape[0], c["hc_mult"]
+        n, eps = c["num_hidden_layers"], c["rms_norm_eps"]
+        it, he = c["hc_sinkhorn_iters"], c["hc_eps"]
+        tabs = tables(c, T)
+        roles = layer_roles(c)
+        eng_layers = set(c.get("engram_layer_ids") or [])
+        hashes = hasher(ids) if eng_layers else {}
+        X = W["embed.weight"][ids][:, None, :].expand(T, S, -1).clone()
+        pre = torch.zeros(T, S)
+        pre[:, 0] = 1.0
+        shared, hidden, traces = {}, [], []
+        for layer in range(n):
+            p, tr = f"layers.{layer}.", {"role": roles[layer]}
+            if layer in eng_layers:
+                X, tr["engram_gate"] = self.engram(X, hashes[layer], p + "engram.")
+            a_pre, a_post, a_comb = hc_mixes(X, W[p + "hc_attn_fn"], W[p + "hc_attn_scale"], W[p + "hc_attn_base"],
+                                             S, it, he, eps)
+            h = self.norm(r("bf16_store", collapse(X, pre)), p + "attn_norm.weight")
+            a = self.attention(h, p + "attn.", roles[layer], tabs, shared, tr)
+            X = r("bf16_store", hc_expand(a, X, a_post, a_comb))
+            f_pre, f_post, f_comb = hc_mixes(X, W[p + "hc_ffn_fn"], W[p + "hc_ffn_scale"], W[p + "hc_ffn_base"],
+                                             S, it, he, eps)
+            h = self.norm(r("bf16_store", collapse(X, a_pre)), p + "ffn_norm.weight")
+            X = r("bf16_store", hc_expand(self.moe(h, p + "ffn.", tr), X, f_post, f_comb))
+            pre = f_pre
+            hidden.append(X)
+            traces.append(tr)
+        y = self.norm(r("bf16_store", collapse(X, pre)), "norm.weight")
+        return dict(logits=y @ W["head.weight"].T, hidden=hidden, final_hidden=y, traces=traces, hash=hashes)
+
+
+def reference_forward(W, c, ids, block, hasher=None, off=()):
+    """REFERENCE-numerics forward; `off` switches official rounding points off
+    (ref_v4.BF16_POINTS names) to measure what each one moves."""
+    with torch.no_grad():
+        return RefModel(W, c, block, ref_v4.Rounding(block, off)).forward(ids, hasher)
