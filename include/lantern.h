@@ -40,7 +40,10 @@ typedef struct lt_model lt_model;
 
 typedef enum {
     LT_NUMERICS_EXACT = 0,  /* fp32 math on dequantised weights (the HF oracle) */
-    LT_NUMERICS_REFERENCE   /* the official code's rounding points (FP8 act quant, QAT, bf16) */
+    LT_NUMERICS_REFERENCE,  /* the official code's rounding points (FP8 act quant, QAT, bf16) */
+    LT_NUMERICS_AUTO        /* as config.json's torch_dtype says: REFERENCE for bfloat16 (every
+                             * release: its weights were trained with those roundings), EXACT
+                             * for float32 (models computed in fp32, like the test fixtures) */
 } lt_numerics;
 
 typedef struct {

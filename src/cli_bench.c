@@ -267,7 +267,7 @@ static int run_model(const bench_options *o) {
     lt_error err;
     lt_model *m = NULL;
     lt_context *c = NULL;
-    lt_model_params mp = {.numerics = LT_NUMERICS_REFERENCE, .n_threads = (int)o->threads};
+    lt_model_params mp = {.numerics = LT_NUMERICS_AUTO, .n_threads = (int)o->threads};
     int64_t prompt = o->n_prompts ? o->prompts[0] : 1, n_tok = prompt + o->tokens;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)n_tok);
     lt_status st = tok ? lt_model_open(&m, o->dir, &mp, &err) : lt_fail(&err, LT_ERR_NOMEM, "out of memory");

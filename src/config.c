@@ -442,6 +442,7 @@ static lt_status read_quant(lt_config *c, const reader *r) {
     /* a quantised checkpoint keeps the release's BF16 tensors whatever its
      * dtype, which then names the compute dtype (the V4.1 fixtures: float32) */
     c->dtype_f32 = dt && !strcmp(dt, "float32") && !c->weight_fp8;
+    c->compute_f32 = dt && !strcmp(dt, "float32");
     return st;
 }
 

@@ -62,6 +62,8 @@ typedef struct {
     int dtype_f32;           /* torch_dtype/dtype "float32" in an unquantised checkpoint: tensors
                               * the release keeps in BF16 (norms, embed, head, BF16 linears) are
                               * F32 instead */
+    int compute_f32;         /* torch_dtype/dtype "float32": the model computes in fp32 (numerics
+                              * LT_NUMERICS_AUTO -> EXACT); "bfloat16" -> REFERENCE */
 
     /* MTP / DSpark (spec 4.6, 4.7) */
     int n_mtp;               /* stages mtp.0..n_mtp-1: num_nextn_predict_layers, or the number of

@@ -190,7 +190,7 @@ lt_status lt_context_create(lt_context **out, lt_model *m, int64_t n_ctx, lt_err
     c->m = m;
     c->n_ctx = n_ctx;
     c->n_batch = LT_MIN_I64(n_ctx, LT_BATCH);
-    c->num = (lt_num){.mode = m->numerics, .act_block = m->cfg.block_c, .qat = m->cfg.arch == LT_ARCH_V41};
+    c->num = lt_model_num(m);
     c->caches = lt_calloc((size_t)m->cfg.n_layers, sizeof *c->caches, "layer caches", err);
     carver cv = {0};
     if (c->caches) {

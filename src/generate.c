@@ -19,17 +19,17 @@
 
 void lt_gen_options_init(lt_gen_options *o, const char *cmd, long n_predict) {
     *o = (lt_gen_options){.cmd = cmd, .n_predict = n_predict, .temp = 1.0, .top_p = 1.0,
-                          .numerics = LT_NUMERICS_REFERENCE};
+                          .numerics = LT_NUMERICS_AUTO};
 }
 
 static int numerics_flag(int argc, char **argv, int *i, lt_gen_options *o) {
     const char *v = lt_cli_value(o->cmd, argc, argv, i);
     if (!v) return 0;
-    if (strcmp(v, "exact") && strcmp(v, "reference")) {
-        fprintf(stderr, "lantern %s: --numerics expects exact or reference, got '%s'\n", o->cmd, v);
+    if (strcmp(v, "exact") && strcmp(v, "reference") && strcmp(v, "auto")) {
+        fprintf(stderr, "lantern %s: --numerics expects exact, reference or auto, got '%s'\n", o->cmd, v);
         return 0;
     }
-    o->numerics = !strcmp(v, "exact") ? LT_NUMERICS_EXACT : LT_NUMERICS_REFERENCE;
+    o->numerics = !strcmp(v, "exact") ? LT_NUMERICS_EXACT : !strcmp(v, "auto") ? LT_NUMERICS_AUTO : LT_NUMERICS_REFERENCE;
     return 1;
 }
 

@@ -25,7 +25,8 @@
     "                      folder of the lantern binary)\n"                                                         \
     "  -t N                threads (default 0 = physical cores)\n"
 #define LT_GEN_NUMERICS_USAGE                                                                                       \
-    "  --numerics MODE     reference (default: the official rounding points) or exact (fp32)\n"
+    "  --numerics MODE     auto (default: reference for bfloat16 models, exact for float32 ones),\n"     \
+    "                      reference (the official rounding points) or exact (fp32)\n"
 #define LT_GEN_SAMPLE_USAGE                                                                                         \
     "  --temp T            temperature (default: the model's generation_config.json, else 1.0; 0 = greedy)\n"   \
     "  --top-p P           nucleus sampling (default: generation_config.json, else 1.0 = off)\n"                 \

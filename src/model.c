@@ -307,7 +307,9 @@ static lt_status open_model(lt_model *m, const char *dir, const lt_model_params 
     if (st == LT_OK && m->cfg.n_engram_layers) st = init_hasher(m, dir, err);
     if (st != LT_OK) return st;
     const lt_config *c = &m->cfg;
-    m->numerics = p->numerics;
+    m->numerics = p->numerics != LT_NUMERICS_AUTO ? p->numerics
+                  : c->compute_f32                ? LT_NUMERICS_EXACT
+                                                  : LT_NUMERICS_REFERENCE;
     lt_rope_init(&m->rope_main, c->rope_dim, c->rope_theta, 0, c);
     lt_rope_init(&m->rope_compress, c->rope_dim, c->compress_rope_theta, c->yarn, c);
     return LT_OK;
@@ -342,18 +344,24 @@ int lt_model_bos(const lt_model *m) { return m->cfg.bos_token_id; }
 int lt_model_eos(const lt_model *m) { return m->cfg.eos_token_id; }
 const lt_config *lt_model_config(const lt_model *m) { return &m->cfg; }
 
-/* one layer's cache rows per token: hd / ratio for its entries, plus the
- * indexer keys (di / 4) on CSA layers; V4.1: entries and keys (di / ratio)
- * on KV sources only, the other layers of a group share them */
-static double layer_kv_floats_per_token(const lt_config *c, int layer) {
-    int r = c->compress_ratios[layer];
-    if (r == 0 || lt_config_kv_source(c, layer) != layer) return 0;
-    int keyed = c->arch == LT_ARCH_V41 || r == 4;
-    return (double)c->head_dim / r + (keyed ? (double)c->index_head_dim / r : 0);
+lt_num lt_model_num(const lt_model *m) {
+    return (lt_num){.mode = m->numerics, .act_block = m->cfg.block_c, .qat = m->cfg.arch == LT_ARCH_V41};
 }
 
+/* per layer that owns compressed KV: a stored row per `ratio` tokens, plus
+ * an index key on CSA layers (V4.1: every KV source), in the formats the
+ * numerics store them in (kvrow.h, lt_indexer_fp4) */
 double lt_model_kv_bytes_per_token(const lt_model *m) {
-    double f = 0;
-    for (int l = 0; l < m->cfg.n_layers; l++) f += layer_kv_floats_per_token(&m->cfg, l);
-    return f * sizeof(float);
+    const lt_config *c = &m->cfg;
+    lt_num nm = lt_model_num(m);
+    int64_t di = c->index_head_dim, key = lt_indexer_fp4(&nm, di) ? di / 2 + di / 32 : di * 4;
+    double bytes = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int r = c->compress_ratios[l];
+        if (r == 0 || lt_config_kv_source(c, l) != l) continue;
+        lt_kv_fmt win, cmp;
+        lt_attention_formats(&m->layers[l].attn, c, &nm, &win, &cmp);
+        bytes += (double)cmp.bytes / r + (c->arch == LT_ARCH_V41 || r == 4 ? (double)key / r : 0);
+    }
+    return bytes;
 }

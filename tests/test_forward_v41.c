@@ -233,8 +233,9 @@ LT_TEST(forward_v41, synthetic_selections_and_kv_bytes) {
     }
     CHECKF(s.rows == 3 * T && s.bad == 0 && s.reindexed == T, "%lld selection rows, %lld bad, %lld Reindex",
            (long long)s.rows, (long long)s.bad, (long long)s.reindexed);
-    /* KV sources only: layer 2 (ratio 2) and 5 (ratio 1), entries hd + keys di, fp32 */
-    double want = ((64 + 32) / 2.0 + (64 + 32)) * sizeof(float);
+    /* KV sources only: layer 2 (ratio 2) and 5 (ratio 1); FP4 entries with
+     * E4M3 scales per 16 (32 + 4 bytes, padded to 40), FP4 keys (16 + 1) */
+    double want = (40 + 17) / 2.0 + (40 + 17);
     CHECKF(lt_model_kv_bytes_per_token(m) == want, "%g KV bytes per token, want %g", lt_model_kv_bytes_per_token(m),
            want);
     lt_context_free(c);

@@ -100,7 +100,7 @@ def official_config(**kw):
         "swiglu_limit": 10.0,
         "tie_word_embeddings": False,
         "topk_method": "noaux_tc",
-        "torch_dtype": "bfloat16",
+        "torch_dtype": "float32",  # the oracle computes in fp32: Lantern defaults to EXACT
         "transformers_version": "4.57.1",
         "use_cache": True,
         "vocab_size": None,
