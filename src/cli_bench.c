@@ -173,7 +173,7 @@ static void print_table(const bench_options *o, const lt_bench_arch *a, const be
         if (i) printf(", %.2fx of %ld", c->seconds / r->ctx[0].seconds, o->contexts[0]);
         printf("\n");
     }
-    printf("kv cache  %.2f KB stored per context token (all %d layers: fp32 rows, FP4 index keys)\n",
+    printf("kv cache  %.2f KB stored per context token (all %d layers, as REFERENCE numerics store them: FP8/FP4 rows, FP4 index keys)\n",
            (double)r->kv_per_token * 1e-3, a->n_layers);
 }
 

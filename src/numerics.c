@@ -52,21 +52,6 @@ void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps) {
     for (int64_t i = 0; i < n; i++) q[i] = lt_round_bf16(q[i] * r);
 }
 
-/* REFERENCE: Indexer.forward on bf16 tensors: einsum(q, kv) gives bf16 dots
- * (fp32 accumulation), relu, `* weights` bf16 products, .sum(dim=heads) an
- * fp32 sum rounded once to bf16 (top-k then ranks bf16 values) */
-float lt_num_index_score(const lt_num *nm, const float *q, const float *wt, const float *k, int64_t hi, int64_t di) {
-    int ref = lt_num_ref(nm);
-    float s = 0.0f;
-    for (int64_t h = 0; h < hi; h++) {
-        float dot = lt_dot(q + h * di, k, di);
-        if (ref) dot = lt_round_bf16(dot);
-        float term = wt[h] * (dot > 0 ? dot : 0);
-        s += ref ? lt_round_bf16(term) : term;
-    }
-    return ref ? lt_round_bf16(s) : s;
-}
-
 /* REFERENCE: MoE.forward: y = 0 (fp32), `y[idx] += expert(...)` for the
  * routed experts in ascending id, then `y += self.shared_experts(x)`;
  * EXACT keeps the shared expert first */

@@ -54,10 +54,6 @@ void lt_num_qat_fp4(const lt_num *nm, float *x, int64_t n, int64_t stride);
 /* Per-head query rescale q *= rsqrt(mean(q^2) + eps) of q[0..n) (V4). */
 void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps);
 
-/* One lightning-indexer score, sum_h wt[h] ReLU(q_h . k) over hi heads of di
- * values (q [hi, di]). */
-float lt_num_index_score(const lt_num *nm, const float *q, const float *wt, const float *k, int64_t hi, int64_t di);
-
 /* Whether the MoE adds the shared expert after the routed experts (else
  * before them). */
 int lt_num_shared_expert_last(const lt_num *nm);

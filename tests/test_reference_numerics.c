@@ -16,7 +16,7 @@
  * the residual after block 0 (the official set: after every block).
  *
  * Lantern now rounds at the official points (src/numerics.c: lt_num_q_rescale,
- * lt_num_index_score, the attn_rows kernel, lt_num_shared_expert_last), so
+ * the index_score and attn_rows kernels, lt_num_shared_expert_last), so
  * the strong checks hold for the official set; the lantern set models the
  * former choices and keeps only the sanity floor, as a diagnostic.
  *
@@ -304,8 +304,13 @@ LT_TEST(reference_numerics, official_points_by_hand) {
     CHECKF(fabsf(oa[1] / oa[0] - e1) < 1e-6f, "exact P.V: %.9g %.9g", oa[0], oa[1]);
     /* index score: bf16 dot (1 + 2^-9 -> 1), bf16 product, bf16 sum */
     float iq[4] = {1.0f, 0x1p-9f, -1.0f, 0.0f}, k[2] = {1.0f, 1.0f}, wt[2] = {3.0f, 7.0f};
-    CHECK(lt_num_index_score(&ref, iq, wt, k, 2, 2) == 3.0f);
-    CHECK(lt_num_index_score(&ex, iq, wt, k, 2, 2) == 3.0f * (1.0f + 0x1p-9f));
+    lt_weight K = {.type = LT_W_F32, .data = k, .rows = 1, .cols = 2, .name = "k"}, Q = K;
+    Q.data = iq, Q.rows = 2, Q.name = "q";
+    float score;
+    lt_index_scores(&K, &Q, wt, 1, 1, &score); /* the kernel table's index_score, REFERENCE roundings */
+    CHECK(score == 3.0f);
+    lt_index_scores(&K, &Q, wt, 0, 1, &score);
+    CHECK(score == 3.0f * (1.0f + 0x1p-9f));
     /* q rescale: squares 1, 3.9377 -> 3.9375, mean 2.46875, rsqrt 0.63645 ->
      * 0x1.46p-1 (fp32: 0.63643), products rounded (-1.26349 -> -0x1.44p0) */
     float qh[2] = {1.0f, -2.0f + 0x1p-6f};
