@@ -87,8 +87,8 @@ static void csa2_entries(const lt_attention *a, const lt_config *cfg, const lt_r
  * (from this chunk or the ring), then the selected (CSA, V4.1) or all
  * visible (HCA) compressed entries of the KV source's cache.
  * REFERENCE (V4): the rows are the slots of the official index row, in its
- * order, because sparse_attn's online softmax blocks them by slot (see
- * lt_attention_head): Attention.forward puts get_window_topk_idxs first -
+ * order, because sparse_attn's online softmax blocks them by slot (the
+ * kernel table's attn_rows): Attention.forward puts get_window_topk_idxs first -
  * min(T, W) slots in a prefill from position 0 (T tokens), W in decode -
  * whose positions past p are -1 after the valid ones (NULL rows here), then
  * the compressed part (HCA entries ascending, CSA the indexer's order), whose

@@ -38,7 +38,7 @@
  *   - the e4m3 NaN codes 0x7F/0xFF decode as +-480 instead of NaN. Checkpoints
  *     never hold them (the reference quantiser clamps to +-448).
  * Activation quantisation (fake_quant_fp8, matmul_actq) is bit-identical to
- * the reference quantiser. attn_softmax uses a polynomial exp (Cephes expf,
+ * the reference quantiser. attn_rows uses a polynomial exp (Cephes expf,
  * within 2 ulp) where ref calls expf.
  *
  * Dimension letters: n activation rows (tokens), r weight rows (outputs),

@@ -2,7 +2,7 @@
 """Writes tests/data/attention/sparse_attn_blocks.safetensors: one query of
 sparse_attn with an index row longer than one 64-slot block, and the output of
 ref_v4.online_softmax_attn (the official sparse_attn_kernel's online softmax) for it.
-tests/test_reference_numerics.c runs lt_attention_head in REFERENCE mode on it.
+tests/test_reference_numerics.c runs the attn_rows kernel in REFERENCE mode on it.
 
 The row is laid out like an official decode row (Attention.forward): the window
 part get_window_topk_idxs(W = 128) for the query at position 39 (positions 0..39,
