@@ -35,7 +35,7 @@ void lt_moe_route(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_mo
         if (w->hash)
             for (int j = 0; j < k; j++) sel[j] = (int32_t)lt_vec_i64(&w->tid2eid, (int64_t)tokens[t] * k + j);
         else
-            top_experts(score, &w->bias, E, k, sel);
+            top_experts(score, s->image && s->image[t] && w->bias_vl.data ? &w->bias_vl : &w->bias, E, k, sel);
         float sum = 0;
         for (int j = 0; j < k; j++) sum += wt[j] = score[sel[j]];
         if (!lt_num_ref(nm)) sum += 1e-20f;

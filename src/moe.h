@@ -3,7 +3,7 @@
  * Gate: s = sqrt(softplus(gate . h / gate_temp)) in fp32 (gate_temp is 1
  * in V4). Selection: tid2eid[token] on
  * the first num_hash_layers layers, else top-k of s + bias (the bias steers
- * selection only). Weights: s[sel] / (sum + 1e-20) x routed_scaling_factor
+ * selection only; V4.1 image tokens use bias_vl instead). Weights: s[sel] / (sum + 1e-20) x routed_scaling_factor
  * (HF adds the 1e-20; the reference divides plainly, REFERENCE mode does).
  * Experts: SwiGLU with gate clamped from above and up clamped both ways at
  * swiglu_limit, the routing weight applied before w2; plus one shared
@@ -30,6 +30,8 @@ typedef struct {
 } lt_moe;
 
 typedef struct {
+    const uint8_t *image;  /* [n] or NULL: 1 marks an image token, routed with bias_vl (V4.1,
+                            * spec 5.2); text input leaves it NULL until vision input lands */
     float *logits;         /* [n, E] gate logits, then scores */
     int32_t *sel;          /* [n, k] chosen experts */
     float *wt;             /* [n, k] their weights */
