@@ -86,6 +86,14 @@ extern const lt_kernels lt_kernels_avx2, lt_kernels_avx512, lt_kernels_avx512_vn
 extern const lt_kernels lt_kernels_neon;
 #endif
 
+#if defined(__x86_64__)
+/* attn_rows on AMX-BF16 tiles for REFERENCE numerics (kernels_avx512.c; the
+ * fp32 path otherwise). Only for a thread allowed the tile state, on a CPU
+ * with AMX-TILE, AMX-BF16 and AVX512-BF16. */
+void lt_attn_rows_amx(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
+                      int64_t n_rows, const float *sink, float scale, int ref, int64_t h0, int64_t h1, float *o);
+#endif
+
 /* Chooses the best table the CPU supports; name (or NULL) forces one. Returns
  * 0 if the named table is unknown or unsupported here. */
 int lt_kernels_init(const char *name);

@@ -243,6 +243,200 @@ __attribute__((target("avx512vnni"))) static void index_score_vnni(const lt_weig
     }
 }
 
+/* ---- REFERENCE attention on AMX-BF16 tiles ----------------------------- */
+
+/* In REFERENCE numerics every operand of sparse attention is a bf16 value:
+ * q is stored in bf16, K = V rows are FP8 x 2^e or bf16 (kvrow.h), P is
+ * rounded to bf16 before P.V. The tile dot products (TDPBF16PS: exact
+ * products, fp32 sums) therefore compute what the FMA path computes, up to
+ * the order of the fp32 sums. Per block of 64 slots and 16 heads:
+ *   S^T [64 rows][16 heads] = V . Q^T  (A: the block's bf16 rows as they
+ *                                       lie; B: q pairs, transposed once)
+ *   the online softmax on S^T, one head per lane (attn_rows_simd's rules)
+ *   O [16 heads][d] += P . V           (A: P transposed into head rows;
+ *                                       B: row pairs of V interleaved)
+ * Tiles 0-3 accumulate, 4 holds A, 6-7 hold B; all are 16 x 64 bytes. */
+#define AMX_FN __attribute__((target("amx-tile,amx-bf16,avx512bf16")))
+enum { AB = LT_ATTN_BLOCK, AG = 16 };
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_tilecfg;
+
+static _Thread_local struct {
+    uint16_t v[AB * LT_ATTN_MAX_DIM];                             /* the block's rows, bf16 [64][d] */
+    uint32_t vp[AB / 2 * LT_ATTN_MAX_DIM];                        /* rows 2i, 2i+1 interleaved [32][d] */
+    uint32_t qt[LT_ATTN_MAX_HEADS / AG][LT_ATTN_MAX_DIM / 2 * AG]; /* q pairs [group][pair][head] */
+    uint32_t pa[AB / 32][AG * 16];                                /* P pairs [j step][head][pair] */
+    float st[AB * AG] __attribute__((aligned(64)));               /* S^T, then P [64][16] */
+    float otail[AG * LT_ATTN_MAX_DIM];                            /* a last group of fewer than 16 heads */
+    float row[LT_ATTN_MAX_DIM];
+} amx;
+
+/* 32 floats -> 16 dwords of bf16 pairs (element 2i low), RNE (exact here) */
+AMX_FN static inline __m512i bf16_pairs(const float *x) {
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+}
+
+/* the block's rows as bf16 (zero past nb and for padding slots), and the
+ * pairs of rows interleaved for the B tiles of P.V */
+AMX_FN static void amx_block_rows(const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows, int64_t b, int nb) {
+    const int64_t d = f->d;
+    for (int j = 0; j < AB; j++) {
+        uint16_t *vj = amx.v + j * d;
+        if (j >= nb || !rows[b + j]) {
+            memset(vj, 0, sizeof(uint16_t) * (size_t)d);
+            continue;
+        }
+        kv_decode(&f[b + j >= n_first], rows[b + j], amx.row);
+        for (int64_t c = 0; c < d; c += 32) _mm512_storeu_si512(vj + c, bf16_pairs(amx.row + c));
+    }
+    for (int i = 0; i < AB / 2; i++)
+        for (int64_t c = 0; c < d; c += 16) {
+            __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(amx.v + 2 * i * d + c)));
+            __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(amx.v + (2 * i + 1) * d + c)));
+            _mm512_storeu_si512(amx.vp + i * d + c, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+}
+
+/* q of heads [h, h + 16) (zeros past nh) as B tiles: [pair][head] dwords */
+AMX_FN static void amx_query(const float *q, int64_t d, int64_t h, int64_t nh, uint32_t *qt) {
+    for (int64_t p0 = 0; p0 < d / 2; p0 += 16) {
+        __m512i r[AG];
+        for (int i = 0; i < AG; i++) r[i] = h + i < nh ? bf16_pairs(q + (h + i) * d + 2 * p0) : _mm512_setzero_si512();
+        v_transpose((lt_vf *)(void *)r);
+        for (int i = 0; i < AG; i++) _mm512_storeu_si512(qt + (p0 + i) * AG, r[i]);
+    }
+}
+
+/* S^T of one group, then the online-softmax step per head (lane): returns
+ * in amx.pa the bf16 P as A tiles, in r the factors for O */
+AMX_FN static void amx_scores_softmax(const uint8_t *const *rows, int64_t b, int nb, int64_t d, const uint32_t *qt,
+                                      float scale, float *m, float *sum, float *r) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t ks = 0; ks < d / 32; ks++) {
+        _tile_loadd(6, qt + ks * 16 * AG, 64);
+        _tile_loadd(4, amx.v + 0 * 16 * d + ks * 32, d * 2);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(4, amx.v + 1 * 16 * d + ks * 32, d * 2);
+        _tile_dpbf16ps(1, 4, 6);
+        _tile_loadd(4, amx.v + 2 * 16 * d + ks * 32, d * 2);
+        _tile_dpbf16ps(2, 4, 6);
+        _tile_loadd(4, amx.v + 3 * 16 * d + ks * 32, d * 2);
+        _tile_dpbf16ps(3, 4, 6);
+    }
+    _tile_stored(0, amx.st + 0 * 16 * AG, 64);
+    _tile_stored(1, amx.st + 1 * 16 * AG, 64);
+    _tile_stored(2, amx.st + 2 * 16 * AG, 64);
+    _tile_stored(3, amx.st + 3 * 16 * AG, 64);
+    __m512 vm = _mm512_loadu_ps(m), vs = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = vm, bsum = _mm512_setzero_ps();
+    for (int j = 0; j < AB; j++) {
+        __m512 s = j < nb && rows[b + j] ? _mm512_mul_ps(_mm512_load_ps(amx.st + j * AG), vs) : ninf;
+        _mm512_store_ps(amx.st + j * AG, s);
+        mx = _mm512_max_ps(mx, s);
+    }
+    float mxs[AG];
+    _mm512_storeu_ps(mxs, mx);
+    for (int i = 0; i < AG; i++) r[i] = expf(m[i] - mxs[i]);
+    for (int j = 0; j < AB; j++) {
+        int live = j < nb && rows[b + j];
+        __m512 p = live ? v_exp(_mm512_sub_ps(_mm512_load_ps(amx.st + j * AG), mx)) : _mm512_setzero_ps();
+        bsum = _mm512_add_ps(bsum, p);
+        _mm512_store_ps(amx.st + j * AG, v_round_bf16(p));
+    }
+    _mm512_storeu_ps(sum, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(sum), _mm512_loadu_ps(r)), bsum));
+    _mm512_storeu_ps(m, mx);
+    for (int js = 0; js < AB / 32; js++) { /* P^T [32 j][16 h] -> A rows [h][pairs of j] */
+        __m512i t[AG];
+        for (int i = 0; i < AG; i++) {
+            __m512i lo = _mm512_srli_epi32(_mm512_castps_si512(_mm512_load_ps(amx.st + (js * 32 + 2 * i) * AG)), 16);
+            __m512i hi = _mm512_castps_si512(_mm512_load_ps(amx.st + (js * 32 + 2 * i + 1) * AG));
+            t[i] = _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi32((int)0xFFFF0000u)));
+        }
+        v_transpose((lt_vf *)(void *)t);
+        for (int i = 0; i < AG; i++) _mm512_storeu_si512(amx.pa[js] + i * 16, t[i]);
+    }
+}
+
+/* O [16][d] (row stride d) += P . V over the block's j steps */
+AMX_FN static void amx_mix(float *O, int64_t d, int nb) {
+    int steps = (nb + 31) / 32;
+    for (int64_t c = 0; c < d; c += 64) {
+        int nt = (int)LT_MIN(4, (d - c) / 16);
+        if (nt > 0) _tile_loadd(0, O + c, d * 4);
+        if (nt > 1) _tile_loadd(1, O + c + 16, d * 4);
+        if (nt > 2) _tile_loadd(2, O + c + 32, d * 4);
+        if (nt > 3) _tile_loadd(3, O + c + 48, d * 4);
+        for (int js = 0; js < steps; js++) {
+            _tile_loadd(4, amx.pa[js], 64);
+            const uint32_t *vp = amx.vp + js * 16 * d + c;
+            if (nt > 0) {
+                _tile_loadd(6, vp, d * 4);
+                _tile_dpbf16ps(0, 4, 6);
+            }
+            if (nt > 1) {
+                _tile_loadd(7, vp + 16, d * 4);
+                _tile_dpbf16ps(1, 4, 7);
+            }
+            if (nt > 2) {
+                _tile_loadd(6, vp + 32, d * 4);
+                _tile_dpbf16ps(2, 4, 6);
+            }
+            if (nt > 3) {
+                _tile_loadd(7, vp + 48, d * 4);
+                _tile_dpbf16ps(3, 4, 7);
+            }
+        }
+        if (nt > 0) _tile_stored(0, O + c, d * 4);
+        if (nt > 1) _tile_stored(1, O + c + 16, d * 4);
+        if (nt > 2) _tile_stored(2, O + c + 32, d * 4);
+        if (nt > 3) _tile_stored(3, O + c + 48, d * 4);
+    }
+}
+
+AMX_FN void lt_attn_rows_amx(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
+                             int64_t n_rows, const float *sink, float scale, int ref, int64_t h0, int64_t h1,
+                             float *o) {
+    const int64_t d = f->d, nh = h1 - h0, groups = (nh + AG - 1) / AG;
+    if (!ref || d % 64 || f[0].kind == LT_KV_F32 || f[1].kind == LT_KV_F32 || n_rows == 0) {
+        attn_rows_simd(q, f, n_first, rows, n_rows, sink, scale, ref, h0, h1, o); /* fp32 operands */
+        return;
+    }
+    amx_tilecfg cfg = {.palette = 1};
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+    float m[LT_ATTN_MAX_HEADS + AG], sum[LT_ATTN_MAX_HEADS + AG], r[AG];
+    for (int64_t h = 0; h < groups * AG; h++) m[h] = -INFINITY, sum[h] = 0.0f;
+    for (int64_t g = 0; g < groups; g++) amx_query(q + h0 * d, d, g * AG, nh, amx.qt[g]);
+    memset(o + h0 * d, 0, sizeof(float) * (size_t)(nh * d));
+    memset(amx.otail, 0, sizeof(float) * (size_t)(AG * d));
+    for (int64_t b = 0; b < n_rows; b += AB) {
+        int nb = (int)LT_MIN(AB, n_rows - b);
+        amx_block_rows(f, n_first, rows, b, nb);
+        for (int64_t g = 0; g < groups; g++) {
+            float *O = (g + 1) * AG <= nh ? o + (h0 + g * AG) * d : amx.otail;
+            amx_scores_softmax(rows, b, nb, d, amx.qt[g], scale, m + g * AG, sum + g * AG, r);
+            for (int i = 0; i < AG; i++)
+                if (r[i] != 1.0f)
+                    for (int64_t c = 0; c < d; c += 16)
+                        _mm512_storeu_ps(O + i * d + c, _mm512_mul_ps(_mm512_loadu_ps(O + i * d + c), _mm512_set1_ps(r[i])));
+            amx_mix(O, d, nb);
+        }
+    }
+    _tile_release();
+    for (int64_t h = 0; h < nh; h++) {
+        float *oh = h < nh / AG * AG ? o + (h0 + h) * d : amx.otail + (h % AG) * d;
+        float div = sum[h] + (sink ? expf(sink[h0 + h] - m[h]) : 0.0f);
+        for (int64_t c = 0; c < d; c++) o[(h0 + h) * d + c] = oh[c] / div;
+    }
+}
+
 const lt_kernels lt_kernels_avx512 = {
     .name = "avx512",
     LT_SIMD_ENTRIES,
