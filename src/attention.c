@@ -46,15 +46,27 @@ static void shared_kv(const lt_attention *a, const lt_config *cfg, const lt_rope
     for (int64_t t = 0; t < n; t++) lt_kv_pack(&cache->win_fmt, s->kv + t * hd, s->kvp + t * cache->win_fmt.bytes);
 }
 
-void lt_attention_formats(const lt_attention *a, const lt_config *cfg, const lt_num *nm, lt_kv_fmt *win,
-                          lt_kv_fmt *cmp) {
+void lt_attention_formats(const lt_config *cfg, const lt_num *nm, lt_kv_fmt *win, lt_kv_fmt *cmp) {
     int64_t hd = cfg->head_dim;
-    if (a->v41) { /* the model's own round trips (nm->qat), where they apply */
+    if (cfg->arch == LT_ARCH_V41) { /* the model's own round trips (nm->qat), where they apply */
         *win = lt_num_qat_on(nm, hd, 32) ? lt_kv_fmt_fp8(hd, hd, 32) : lt_kv_fmt_f32(hd);
         *cmp = lt_num_qat_on(nm, hd, 16) ? lt_kv_fmt_fp4(hd, 16) : lt_kv_fmt_f32(hd);
         return;
     }
     *win = *cmp = lt_num_ref(nm) ? lt_kv_fmt_fp8(hd, hd - cfg->rope_dim, 64) : lt_kv_fmt_f32(hd);
+}
+
+double lt_kv_bytes_per_token(const lt_config *c, const lt_num *nm) {
+    lt_kv_fmt win, cmp;
+    lt_attention_formats(c, nm, &win, &cmp);
+    double bytes = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int r = c->compress_ratios[l];
+        if (r == 0 || lt_config_kv_source(c, l) != l) continue;
+        bytes += (double)cmp.bytes / r;
+        if (c->arch == LT_ARCH_V41 || r == 4) bytes += (double)lt_indexer_key_bytes(nm, c->index_head_dim) / r;
+    }
+    return bytes;
 }
 
 /* stores the m entries of s->ent as cache rows n_cmp.. (the round trip) */

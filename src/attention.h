@@ -89,7 +89,12 @@ void lt_attention_store_entries(lt_attn_cache *cache, const lt_attn_scratch *s, 
 
 /* The storage formats of a layer's window and compressed rows under the
  * numerics nm: lossless for what the model's round trips leave (kvrow.h). */
-void lt_attention_formats(const lt_attention *a, const lt_config *cfg, const lt_num *nm, lt_kv_fmt *win,
-                          lt_kv_fmt *cmp);
+void lt_attention_formats(const lt_config *cfg, const lt_num *nm, lt_kv_fmt *win, lt_kv_fmt *cmp);
+
+/* KV cache bytes one more token adds (spec 4.8, 5.1): a stored compressed
+ * row per `ratio` tokens on every layer that owns compressed KV (V4.1: the
+ * KV sources, whose entries the other layers share), plus an index key on
+ * CSA layers (V4.1: every KV source). The window ring is a constant. */
+double lt_kv_bytes_per_token(const lt_config *c, const lt_num *nm);
 
 #endif

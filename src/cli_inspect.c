@@ -5,6 +5,7 @@
  * only config.json and, when present, model.safetensors.index.json; otherwise
  * every shard header is checked. Exit status 1 when any problem is found.
  * Conventions and formulas: docs/inspect.md. */
+#include "attention.h"
 #include "cli.h"
 #include "config.h"
 #include "inventory.h"
@@ -44,48 +45,27 @@ static int parse_args(int argc, char **argv, options *o) {
 }
 
 /* ---- KV cache bytes (spec 3.5, 4.8, 5.1; docs/inspect.md) -------------------
- * The window is a fixed ring per layer, so what grows with the sequence is the
- * compressed entries: one row per `ratio` tokens on every layer that owns
- * compressed KV, plus one indexer key per `ratio` tokens where keys are kept.
- * Storage assumed, the formats the QAT round-trips make lossless:
- *   V4 row:   nope dims FP8 e4m3 + one UE8M0 scale per 64 + RoPE dims BF16,
- *             padded to 8 bytes (448 + 7 + 128 -> 584 B);
- *   V4.1 row: FP4 e2m1 + one E4M3 scale per 16 channels (256 + 32 = 288 B);
- *   key:      FP4 e2m1 + one UE8M0 scale per 32 (64 + 4 = 68 B). */
+ * As a release runs by default (REFERENCE numerics), the caches store what
+ * the QAT round trips leave, losslessly (src/kvrow.h): V4 rows FP8 nope + one
+ * UE8M0 per 64 + bf16 RoPE dims (584 B), V4.1 compressed rows FP4 + E4M3 per
+ * 16 (288 B) and window rows FP8 + UE8M0 per 32 (528 B), index keys FP4 +
+ * UE8M0 per 32 (68 B). */
 
-static int64_t align8(int64_t n) { return (n + 7) & ~(int64_t)7; }
+typedef struct {
+    lt_num nm;
+    lt_kv_fmt win, cmp;
+    int64_t key_bytes;
+    double per_token;
+    int64_t window_per_sequence;
+} kv_sizes;
 
-static int64_t kv_row_bytes(const lt_config *c) {
-    int64_t nope = c->head_dim - c->rope_dim;
-    if (c->arch == LT_ARCH_V41) return c->head_dim / 2 + c->head_dim / 16;
-    return align8(nope + (nope + 63) / 64 + 2 * c->rope_dim);
-}
-
-/* Window rows: V4 as above; V4.1 FP8 on all dims with one UE8M0 per 32. */
-static int64_t window_row_bytes(const lt_config *c) {
-    return c->arch == LT_ARCH_V41 ? c->head_dim + c->head_dim / 32 : kv_row_bytes(c);
-}
-
-static int64_t index_key_bytes(const lt_config *c) { return c->index_head_dim / 2 + c->index_head_dim / 32; }
-
-/* V4 keeps index keys on CSA layers; V4.1 on its KV sources (spec 5.1). */
-static int owns_index_keys(const lt_config *c, int layer) {
-    return c->arch == LT_ARCH_V4 ? lt_config_is_csa(c, layer) : lt_config_kv_source(c, layer) == layer;
-}
-
-static double kv_bytes_per_token(const lt_config *c) {
-    double sum = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        if (lt_config_kv_source(c, l) != l) continue;
-        double m = c->compress_ratios[l];
-        sum += (double)kv_row_bytes(c) / m;
-        if (owns_index_keys(c, l)) sum += (double)index_key_bytes(c) / m;
-    }
-    return sum;
-}
-
-static int64_t window_bytes_per_sequence(const lt_config *c) {
-    return (int64_t)c->n_layers * c->sliding_window * window_row_bytes(c);
+static kv_sizes kv_sizes_of(const lt_config *c) {
+    kv_sizes k = {.nm = {.mode = LT_NUMERICS_REFERENCE, .qat = c->arch == LT_ARCH_V41}};
+    lt_attention_formats(c, &k.nm, &k.win, &k.cmp);
+    k.key_bytes = lt_indexer_key_bytes(&k.nm, c->index_head_dim);
+    k.per_token = lt_kv_bytes_per_token(c, &k.nm);
+    k.window_per_sequence = (int64_t)c->n_layers * c->sliding_window * k.win.bytes;
+    return k;
 }
 
 /* ---- layer schedule ------------------------------------------------------------ */
@@ -255,9 +235,9 @@ static void print_sizes(const inspection *in) {
     printf("\nactive         %s per decoded token (dense weights, %d of %d routed experts, looked-up table rows)\n",
            count_str(s->active_params).s, c->n_experts_per_tok, c->n_routed_experts);
     printf("weights read   %s per decoded token\n", bytes_str(s->bytes_per_token).s);
+    kv_sizes k = kv_sizes_of(c);
     printf("kv cache       %.2f bytes per token (%lld B rows, %lld B index keys), plus a %s window ring per sequence\n",
-           kv_bytes_per_token(c), (long long)kv_row_bytes(c), (long long)index_key_bytes(c),
-           bytes_str((uint64_t)window_bytes_per_sequence(c)).s);
+           k.per_token, (long long)k.cmp.bytes, (long long)k.key_bytes, bytes_str((uint64_t)k.window_per_sequence).s);
 }
 
 static void print_check(const inspection *in) {
@@ -339,10 +319,11 @@ static json_t *json_check(const inspection *in) {
 
 static int print_json(const inspection *in, const options *o) {
     const lt_config *c = &in->c;
-    json_t *kv = json_pack("{s:f, s:I, s:I, s:I, s:I}", "bytes_per_token", kv_bytes_per_token(c),
-                           "window_bytes_per_sequence", (json_int_t)window_bytes_per_sequence(c),
-                           "row_bytes", (json_int_t)kv_row_bytes(c), "window_row_bytes", (json_int_t)window_row_bytes(c),
-                           "index_key_bytes", (json_int_t)index_key_bytes(c));
+    kv_sizes k = kv_sizes_of(c);
+    json_t *kv = json_pack("{s:f, s:I, s:I, s:I, s:I}", "bytes_per_token", k.per_token,
+                           "window_bytes_per_sequence", (json_int_t)k.window_per_sequence,
+                           "row_bytes", (json_int_t)k.cmp.bytes, "window_row_bytes", (json_int_t)k.win.bytes,
+                           "index_key_bytes", (json_int_t)k.key_bytes);
     json_t *root = json_pack("{s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "model_dir", o->dir, "config", json_config(c),
                              "layers", json_layers(c), "tensors", json_tensors(&in->st), "params", json_params(&in->st),
                              "weight_bytes_per_token", (json_int_t)in->st.bytes_per_token, "kv_cache", kv,

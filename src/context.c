@@ -33,7 +33,7 @@ static void layout_pool(carver *cv, const lt_compressor *k, lt_pool *p) {
 static void layout_cache(const lt_context *c, carver *cv, const lt_block *b, lt_attn_cache *k) {
     const lt_config *cfg = &c->m->cfg;
     const lt_attention *a = &b->attn;
-    lt_attention_formats(a, cfg, &c->num, &k->win_fmt, &k->cmp_fmt);
+    lt_attention_formats(cfg, &c->num, &k->win_fmt, &k->cmp_fmt);
     CARVE(cv, k->win, (int64_t)cfg->sliding_window * k->win_fmt.bytes);
     if (a->ratio == 0 || a->kv_source != b->layer) return;
     CARVE(cv, k->cmp, c->n_ctx / a->ratio * k->cmp_fmt.bytes);

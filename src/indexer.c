@@ -47,6 +47,8 @@ void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num
 
 int lt_indexer_fp4(const lt_num *nm, int64_t di) { return lt_num_qat_on(nm, di, 32) && di % 32 == 0; }
 
+int64_t lt_indexer_key_bytes(const lt_num *nm, int64_t di) { return lt_indexer_fp4(nm, di) ? di / 2 + di / 32 : 4 * di; }
+
 void lt_indexer_cache_init(lt_indexer_cache *c, const lt_num *nm, int64_t di, void *data, uint8_t *scale) {
     int fp4 = lt_indexer_fp4(nm, di);
     c->keys = (lt_weight){.type = fp4 ? LT_W_FP4 : LT_W_F32, .data = data, .scale = fp4 ? scale : NULL,

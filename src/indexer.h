@@ -76,6 +76,7 @@ void lt_indexer_quantise(const lt_num *nm, float *x, int64_t n, int64_t di);
  * REFERENCE, V4.1), else F32. The scores then run on the kernel table's
  * index_score: lt_indexer_scores. */
 int lt_indexer_fp4(const lt_num *nm, int64_t di);
+int64_t lt_indexer_key_bytes(const lt_num *nm, int64_t di); /* one stored key */
 
 /* An empty key store over buffers for up to n keys (data: n * di * 4 bytes
  * room, scale: n * di / 32). */

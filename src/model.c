@@ -348,20 +348,7 @@ lt_num lt_model_num(const lt_model *m) {
     return (lt_num){.mode = m->numerics, .act_block = m->cfg.block_c, .qat = m->cfg.arch == LT_ARCH_V41};
 }
 
-/* per layer that owns compressed KV: a stored row per `ratio` tokens, plus
- * an index key on CSA layers (V4.1: every KV source), in the formats the
- * numerics store them in (kvrow.h, lt_indexer_fp4) */
 double lt_model_kv_bytes_per_token(const lt_model *m) {
-    const lt_config *c = &m->cfg;
     lt_num nm = lt_model_num(m);
-    int64_t di = c->index_head_dim, key = lt_indexer_fp4(&nm, di) ? di / 2 + di / 32 : di * 4;
-    double bytes = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        int r = c->compress_ratios[l];
-        if (r == 0 || lt_config_kv_source(c, l) != l) continue;
-        lt_kv_fmt win, cmp;
-        lt_attention_formats(&m->layers[l].attn, c, &nm, &win, &cmp);
-        bytes += (double)cmp.bytes / r + (c->arch == LT_ARCH_V41 || r == 4 ? (double)key / r : 0);
-    }
-    return bytes;
+    return lt_kv_bytes_per_token(&m->cfg, &nm);
 }

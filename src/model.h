@@ -96,10 +96,7 @@ const lt_config *lt_model_config(const lt_model *m);
 /* The numerics state a context of this model computes with. */
 lt_num lt_model_num(const lt_model *m);
 
-/* KV cache bytes one more token adds: its share of the compressed entries
- * and indexer keys of the trunk layers, as stored under the model's
- * numerics (kvrow.h; no dense per-token KV; V4.1: those of the KV sources,
- * which the other layers share). The window ring is a constant. */
+/* lt_kv_bytes_per_token under the model's numerics. */
 double lt_model_kv_bytes_per_token(const lt_model *m);
 
 /* Bytes of all caches of a context: window rings, compressed entries and
