@@ -92,6 +92,12 @@ extern const lt_kernels lt_kernels_neon;
  * with AMX-TILE, AMX-BF16 and AVX512-BF16. */
 void lt_attn_rows_amx(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
                       int64_t n_rows, const float *sink, float scale, int ref, int64_t h0, int64_t h1, float *o);
+/* matmul_actq of FP8 / FP4 weights on AMX-BF16 tiles for prefill (the same
+ * conditions). */
+void lt_matmul_actq_fp8_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
+                            int64_t r1, int act_block);
+void lt_matmul_actq_fp4_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
+                            int64_t r1, int act_block);
 #endif
 
 /* Chooses the best table the CPU supports; name (or NULL) forces one. Returns

@@ -437,6 +437,117 @@ AMX_FN void lt_attn_rows_amx(const float *q, const lt_kv_fmt *f, int64_t n_first
     }
 }
 
+/* ---- REFERENCE prefill products on AMX-BF16 tiles ------------------------ */
+
+/* matmul_actq's operands are bf16 values too: the FP8 round trip of the
+ * activations (e4m3 x 2^e) and the decoded FP8/FP4 weights (code x 2^e).
+ * Panels as in matmul_panels: per LT_KC columns and LT_NC tokens the
+ * quantised activations become bf16 A tiles ([token][column], as they lie);
+ * each 32-row weight panel is decoded (pack_panel) and its column pairs
+ * interleaved into two B tiles ([column pair][row]); C tiles [16 tokens][16
+ * rows] accumulate in Y across column chunks. */
+typedef struct {
+    float xq[LT_NC * LT_KC];
+    uint16_t xb[(LT_NC + 16) * LT_KC];   /* bf16 activations, token rows padded to 16 */
+    uint32_t bt[2][LT_KC / 2 * 16];     /* B tiles of the panel's two 16-row groups */
+    float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
+    float ct[16 * 16];
+} amx_gemm_buf;
+
+static _Thread_local amx_gemm_buf gemm;
+
+/* C tile g <- Y rows (16 tokens from t, 16 outputs from r; nt x nr valid)
+ * or zeros */
+AMX_FN static void amx_c_load(int g, const float *Y, int64_t ldy, int nt, int nr, int accumulate) {
+    if (!accumulate) {
+        if (g == 0) _tile_zero(0);
+        else _tile_zero(1);
+        return;
+    }
+    const float *src = Y;
+    int64_t stride = ldy * 4;
+    if (nt < 16 || nr < 16) {
+        memset(gemm.ct, 0, sizeof gemm.ct);
+        for (int i = 0; i < nt; i++) memcpy(gemm.ct + i * 16, Y + i * ldy, sizeof(float) * (size_t)nr);
+        src = gemm.ct, stride = 64;
+    }
+    if (g == 0) _tile_loadd(0, src, stride);
+    else _tile_loadd(1, src, stride);
+}
+
+AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
+    if (nt == 16 && nr == 16) {
+        if (g == 0) _tile_stored(0, Y, ldy * 4);
+        else _tile_stored(1, Y, ldy * 4);
+        return;
+    }
+    if (g == 0) _tile_stored(0, gemm.ct, 64);
+    else _tile_stored(1, gemm.ct, 64);
+    for (int i = 0; i < nt; i++) memcpy(Y + i * ldy, gemm.ct + i * 16, sizeof(float) * (size_t)nr);
+}
+
+AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                                   int64_t r0, int64_t r1, int act_block) {
+    const int64_t cols = W->cols, step = LT_KC - LT_KC % act_block;
+    amx_tilecfg cfg = {.palette = 1};
+    for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
+    _tile_loadconfig(&cfg);
+    for (int64_t k0 = 0; k0 < cols; k0 += step) {
+        int64_t kc = LT_MIN(step, cols - k0);
+        for (int64_t t0 = 0; t0 < n; t0 += LT_NC) {
+            int64_t nc = LT_MIN(LT_NC, n - t0);
+            for (int64_t i = 0; i < (nc + 15) / 16 * 16; i++) {
+                uint16_t *xb = gemm.xb + i * LT_KC;
+                if (i >= nc) {
+                    memset(xb, 0, sizeof(uint16_t) * (size_t)kc);
+                    continue;
+                }
+                quant_fp8(X + (t0 + i) * cols + k0, gemm.xq, kc, act_block);
+                for (int64_t k = 0; k < kc; k += 32) _mm512_storeu_si512(xb + k, bf16_pairs(gemm.xq + k));
+            }
+            for (int64_t r = r0; r < r1; r += LT_MR) {
+                int mr = (int)LT_MIN(LT_MR, r1 - r), groups = mr > 16 ? 2 : 1;
+                pack_panel(t, W, r, mr, k0, kc, gemm.Bp);
+                for (int g = 0; g < groups; g++)
+                    for (int64_t p = 0; p < kc / 2; p++) {
+                        __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(gemm.Bp + 2 * p * LT_MR + 16 * g)));
+                        __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(gemm.Bp + (2 * p + 1) * LT_MR + 16 * g)));
+                        _mm512_storeu_si512(gemm.bt[g] + p * 16, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+                    }
+                for (int64_t i = 0; i < nc; i += 16) {
+                    int nt = (int)LT_MIN(16, nc - i);
+                    float *y = Y + (t0 + i) * ldy + r;
+                    for (int g = 0; g < groups; g++) amx_c_load(g, y + 16 * g, ldy, nt, LT_MIN(16, mr - 16 * g), k0 > 0);
+                    for (int64_t ks = 0; ks < kc / 32; ks++) {
+                        _tile_loadd(4, gemm.xb + i * LT_KC + ks * 32, LT_KC * 2);
+                        _tile_loadd(6, gemm.bt[0] + ks * 16 * 16, 64);
+                        _tile_dpbf16ps(0, 4, 6);
+                        if (groups > 1) {
+                            _tile_loadd(7, gemm.bt[1] + ks * 16 * 16, 64);
+                            _tile_dpbf16ps(1, 4, 7);
+                        }
+                    }
+                    for (int g = 0; g < groups; g++) amx_c_store(g, y + 16 * g, ldy, nt, LT_MIN(16, mr - 16 * g));
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
+/* matmul_actq for FP8 and FP4 weights: tiles for prefill (more than LT_MT
+ * tokens, columns in whole 32s), the vector paths otherwise */
+#define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                           \
+    AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,   \
+                                           int64_t r0, int64_t r1, int act_block) {                               \
+        if (n > LT_MT && W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0)                              \
+            amx_matmul_actq(type, W, X, n, Y, ldy, r0, r1, act_block);                                             \
+        else matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                                 \
+    }
+LT_DEFINE_AMX_MATMUL(fp8, LT_W_FP8)
+LT_DEFINE_AMX_MATMUL(fp4, LT_W_FP4)
+#undef LT_DEFINE_AMX_MATMUL
+
 const lt_kernels lt_kernels_avx512 = {
     .name = "avx512",
     LT_SIMD_ENTRIES,
