@@ -441,14 +441,16 @@ AMX_FN void lt_attn_rows_amx(const float *q, const lt_kv_fmt *f, int64_t n_first
 
 /* matmul_actq's operands are bf16 values too: the FP8 round trip of the
  * activations (e4m3 x 2^e) and the decoded FP8/FP4 weights (code x 2^e).
- * Panels as in matmul_panels: per LT_KC columns and LT_NC tokens the
+ * Panels as in matmul_panels: per LT_KC columns and AMX_NC tokens the
  * quantised activations become bf16 A tiles ([token][column], as they lie);
  * each 32-row weight panel is decoded (pack_panel) and its column pairs
  * interleaved into two B tiles ([column pair][row]); C tiles [16 tokens][16
  * rows] accumulate in Y across column chunks. */
+enum { AMX_NC = 256 }; /* tokens per decoded weight panel (linear.c hands out up to 256) */
+
 typedef struct {
-    float xq[LT_NC * LT_KC];
-    uint16_t xb[(LT_NC + 16) * LT_KC];   /* bf16 activations, token rows padded to 16 */
+    float xq[LT_KC];
+    uint16_t xb[(AMX_NC + 16) * LT_KC]; /* bf16 activations, token rows padded to 16 */
     uint32_t bt[2][LT_KC / 2 * 16];     /* B tiles of the panel's two 16-row groups */
     float Bp[LT_KC * LT_MR] __attribute__((aligned(64)));
     float ct[16 * 16];
@@ -494,8 +496,8 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
     _tile_loadconfig(&cfg);
     for (int64_t k0 = 0; k0 < cols; k0 += step) {
         int64_t kc = LT_MIN(step, cols - k0);
-        for (int64_t t0 = 0; t0 < n; t0 += LT_NC) {
-            int64_t nc = LT_MIN(LT_NC, n - t0);
+        for (int64_t t0 = 0; t0 < n; t0 += AMX_NC) {
+            int64_t nc = LT_MIN(AMX_NC, n - t0);
             for (int64_t i = 0; i < (nc + 15) / 16 * 16; i++) {
                 uint16_t *xb = gemm.xb + i * LT_KC;
                 if (i >= nc) {
