@@ -27,7 +27,7 @@ SANCF    = $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,und
 # ISA-specific kernel files carry their own target flags and are only built
 # on the matching architecture; the runtime dispatcher picks among them.
 SRC_ALL := $(wildcard src/*.c)
-SRC_X86 := $(wildcard src/*_avx2.c src/*_avx512.c)
+SRC_X86 := $(wildcard src/*_avx2.c src/*_avx512.c src/*_amx.c)
 SRC_ARM := $(wildcard src/*_neon.c)
 ifeq ($(ARCH),x86_64)
   SRC := $(filter-out $(SRC_ARM),$(SRC_ALL))
@@ -46,6 +46,7 @@ SAN_T   := $(TSRC:%.c=build/san/%.o)
 
 AVX2F   := -mavx2 -mfma -mf16c -mno-avx512f
 AVX512F := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
+AMXF    := $(AVX512F) -mavx512bf16 -mamx-tile -mamx-int8
 
 .PHONY: all deps test test-rel test-san run clean
 all: deps build/lantern
@@ -64,11 +65,11 @@ build/san/test_lantern: $(SAN_LIB) $(SAN_T)
 
 build/rel/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCF) $(if $(findstring _avx512,$<),$(AVX512F),$(if $(findstring _avx2,$<),$(AVX2F))) -c -o $@ $<
+	$(CC) $(ALLCF) $(if $(findstring _amx,$<),$(AMXF),$(if $(findstring _avx512,$<),$(AVX512F),$(if $(findstring _avx2,$<),$(AVX2F)))) -c -o $@ $<
 
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(SANCF) $(if $(findstring _avx512,$<),$(AVX512F),$(if $(findstring _avx2,$<),$(AVX2F))) -c -o $@ $<
+	$(CC) $(SANCF) $(if $(findstring _amx,$<),$(AMXF),$(if $(findstring _avx512,$<),$(AVX512F),$(if $(findstring _avx2,$<),$(AVX2F)))) -c -o $@ $<
 
 test: deps
 	@$(MAKE) --no-print-directory build/lantern build/test_lantern build/san/test_lantern

@@ -142,7 +142,7 @@ static int check_matmul(const lt_kernels **tables, int n_tables, const lt_weight
 static int simd_tables(const lt_kernels **out) {
     static const lt_kernels *all[] = {
 #if defined(__x86_64__)
-        &lt_kernels_avx512_vnni, &lt_kernels_avx512, &lt_kernels_avx2,
+        &lt_kernels_avx512_amx, &lt_kernels_avx512_vnni, &lt_kernels_avx512, &lt_kernels_avx2,
 #elif defined(__aarch64__)
         &lt_kernels_neon,
 #endif
@@ -176,7 +176,7 @@ static const struct {
 };
 
 LT_TEST(kernels, matmul_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {1};
     static const int64_t batch[] = {1, 2, 7, 13};
@@ -197,7 +197,7 @@ LT_TEST(kernels, matmul_vs_ref) {
 }
 
 LT_TEST(kernels, matmul_actq_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {2};
     static const int act_blocks[] = {128, 32};
@@ -241,7 +241,7 @@ LT_TEST(kernels, ref_actq_is_quantised_product) {
 
 /* one-hot activations pick single weights: decoding and scaling must be exact */
 LT_TEST(kernels, decode_exact) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {3};
     static const struct { lt_wtype t; int64_t cols; int block_r, block_c; } fmts[] = {
@@ -274,7 +274,7 @@ LT_TEST(kernels, decode_exact) {
 
 /* the fused activation quantiser is the reference's, bit for bit, ties included */
 LT_TEST(kernels, fake_quant_fp8_bit_exact) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {4};
     enum { N = 1000 };
@@ -326,7 +326,7 @@ LT_TEST(kernels, init_and_names) {
  * a rounding boundary may round the other way, moving o by up to 2^-8 of max
  * |v|. The threaded lt_attention_rows must equal one whole call, bit for bit. */
 LT_TEST(kernels, attention_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {6};
     enum { POOL = 400, DMAX = 512 };
@@ -390,10 +390,10 @@ LT_TEST(kernels, attention_vs_ref) {
 /* indexer scores: SIMD against ref within 1e-5 of sum_h |wt_h| sum_c |q_hc
  * k_jc| (with the bf16 roundings, within one bf16 step of that: a dot may
  * round the other way), FP4 x FP4 on int8 dot products bit for bit
- * (avx512-vnni); keys outside [j0, j1) are not written; lt_index_scores
+ * (avx512-vnni, avx512-amx); keys outside [j0, j1) are not written; lt_index_scores
  * equals one whole call */
 LT_TEST(kernels, index_score_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {7};
     static const struct { lt_wtype tk, tq; int64_t n_keys, nh, j0, j1; } cases[] = {
@@ -411,7 +411,8 @@ LT_TEST(kernels, index_score_vs_ref) {
             lt_kernels_ref.index_score(&K.w, &Q.w, wt, bf16, cases[ci].j0, cases[ci].j1, sr);
             int exact_fp4 = cases[ci].tk == LT_W_FP4 && cases[ci].tq == LT_W_FP4;
             for (int ti = 0; ti < nt; ti++) {
-                int exact = exact_fp4 && !strcmp(tables[ti]->name, "avx512-vnni");
+                int exact = exact_fp4 && (!strcmp(tables[ti]->name, "avx512-vnni") ||
+                                          !strcmp(tables[ti]->name, "avx512-amx"));
                 for (int64_t j = 0; j < n; j++) ss[j] = SENTINEL;
                 tables[ti]->index_score(&K.w, &Q.w, wt, bf16, cases[ci].j0, cases[ci].j1, ss);
                 for (int64_t j = 0; j < n; j++) {
@@ -438,4 +439,69 @@ LT_TEST(kernels, index_score_vs_ref) {
             free_weight(&K);
             free_weight(&Q);
         }
+}
+
+/* per-row scales within 2^3 of each other (the AMX indexer folds those into
+ * the codes), around a random base of 2^-69 .. 2^38 (out of the folding
+ * range at both ends); every `wide`-th row keeps its random scales */
+static void narrow_scales(rng *g, test_weight *w, int64_t wide) {
+    int64_t nb = w->w.cols / 32;
+    for (int64_t r = 0; r < w->w.rows; r++) {
+        if (wide && r % wide == wide - 1) continue;
+        uint8_t base = (uint8_t)(58 + rnext(g) % 108);
+        for (int64_t b = 0; b < nb; b++) w->scale[r * nb + b] = (uint8_t)(base + rnext(g) % 4);
+    }
+}
+
+/* the AMX indexer against ref bit for bit on more shapes: index dims 128 and
+ * 32, 64, 96, 256 (a part-filled last 64-byte chunk of codes), head counts
+ * that do not fill a pair of 16-head tiles (64, 128 included), key ranges
+ * that start and end inside groups of 16 and 32 keys; scales spread (block
+ * by block sums), narrow (folded), or both among the keys or the heads; a
+ * zero, a tiny and a huge head weight */
+LT_TEST(kernels, index_score_amx) {
+    const lt_kernels *amx = NULL;
+    for (const char *const *name = lt_kernels_available(); *name; name++)
+        if (!strcmp(*name, "avx512-amx")) {
+#if defined(__x86_64__)
+            amx = &lt_kernels_avx512_amx;
+#endif
+        }
+    if (!amx) {
+        printf("  kernels.index_score_amx: no AMX on this CPU, not tested\n");
+        return;
+    }
+    rng g = {11};
+    static const struct { int64_t d, nh, n_keys, j0, j1; } cases[] = {
+        {128, 64, 1000, 0, 1000}, {128, 64, 77, 5, 70}, {128, 128, 50, 0, 50}, {128, 1, 40, 3, 39},
+        {128, 33, 47, 0, 47},     {32, 5, 18, 0, 18},   {64, 16, 33, 1, 33},   {96, 7, 100, 10, 95},
+        {256, 64, 64, 0, 64},     {256, 17, 20, 2, 19},
+    };
+    /* scales of keys and queries: 0 as made, else narrow with every n-th row
+     * (n = the value - 1; 1: none) left spread */
+    static const int scales[][2] = {{0, 0}, {1, 1}, {40, 1}, {1, 0}, {0, 1}, {1, 30}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (size_t si = 0; si < sizeof scales / sizeof scales[0]; si++)
+            for (int bf16 = 0; bf16 <= 1; bf16++) {
+                int64_t n = cases[ci].n_keys, nh = cases[ci].nh;
+                test_weight K = make_weight(&g, LT_W_FP4, n, cases[ci].d, 1, 32);
+                test_weight Q = make_weight(&g, LT_W_FP4, nh, cases[ci].d, 1, 32);
+                if (scales[si][0]) narrow_scales(&g, &K, scales[si][0] - 1);
+                if (scales[si][1]) narrow_scales(&g, &Q, scales[si][1] - 1);
+                float *wt = malloc(sizeof(float) * (size_t)nh);
+                float *sr = malloc(sizeof(float) * (size_t)n), *ss = malloc(sizeof(float) * (size_t)n);
+                for (int64_t h = 0; h < nh; h++) wt[h] = runif(&g);
+                if (si == 1) wt[nh - 1] = 0x1p70f, wt[0] = 0.0f;
+                if (si == 2) wt[nh - 1] = 0x1p-70f; /* weighted terms near the subnormals */
+                for (int64_t j = 0; j < n; j++) sr[j] = ss[j] = SENTINEL;
+                lt_kernels_ref.index_score(&K.w, &Q.w, wt, bf16, cases[ci].j0, cases[ci].j1, sr);
+                amx->index_score(&K.w, &Q.w, wt, bf16, cases[ci].j0, cases[ci].j1, ss);
+                for (int64_t j = 0; j < n; j++)
+                    CHECKF(ss[j] == sr[j] || (ss[j] != ss[j] && sr[j] != sr[j]),
+                           "d %lld, %lld heads, scales %zu, bf16 %d, key %lld: %.9g, ref %.9g", (long long)cases[ci].d,
+                           (long long)nh, si, bf16, (long long)j, ss[j], sr[j]);
+                free(wt), free(sr), free(ss);
+                free_weight(&K);
+                free_weight(&Q);
+            }
 }

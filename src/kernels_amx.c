@@ -1,0 +1,369 @@
+/* AVX-512 + AMX-INT8 kernel table "avx512-amx": the avx512-vnni table with
+ * index_score on tile dot products (TDPBSSD). Built with the AVX512F flags
+ * plus AVX512-BF16 and AMX-TILE/INT8; offered by kernels.c only after
+ * lt_kernels_amx_init found them and Linux granted the tile state.
+ *
+ * FP4 keys and queries become 2 * e2m1 in int8 (integers in [-12, 12]), so
+ * a tile dot product over one 32-block is its exact integer sum, and the
+ * blocks are combined in float exactly as ref does (see index_score_vnni):
+ * bit-identical to ref. Where the 4 block scales of every query head and of
+ * 32 keys lie within 2^3 of each other (fold_scales; Hadamard-rotated
+ * activations nearly always do) the codes absorb the scale ratios and the
+ * tiles sum whole rows: half the tile work, a quarter of the sums to read
+ * back, one float product per head and key instead of four.
+ *
+ * Per 32 keys the codes are decoded and transposed into K-packed B tiles
+ * ([dim group][key] dwords, a small per-thread buffer, never a copy of the
+ * cache); the query codes are the A tiles as they lie ([head][dim], 16 heads
+ * a tile); 2 x 2 C tiles (32 heads x 32 keys) go to a buffer from which each
+ * head's sums are scaled, ReLU'd, weighted and added in ref's order. */
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kernels.h"
+#include "quant.h"
+#include "util.h"
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+#define AMX_MAX_DIM 256 /* index dims on tiles (every release has 128); more: the vnni entry */
+#define AMX_MAX_BLOCKS (AMX_MAX_DIM / 32)
+#define FOLD_LO 96  /* 2^-31: a folded dot is 0 or at least 2^-64, never subnormal */
+#define FOLD_HI 160 /* 2^33: nor near overflow */
+
+lt_kernels lt_kernels_avx512_amx = {.name = "avx512-amx"};
+
+/* 2 * e2m1 times 2^s for s = 0..3, one 16-byte table each */
+static const int8_t fp4_x2[4][16] = {
+    {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12},
+    {0, 2, 4, 6, 8, 12, 16, 24, 0, -2, -4, -6, -8, -12, -16, -24},
+    {0, 4, 8, 12, 16, 24, 32, 48, 0, -4, -8, -12, -16, -24, -32, -48},
+    {0, 8, 16, 24, 32, 48, 64, 96, 0, -8, -16, -24, -32, -48, -64, -96},
+};
+
+/* 2^(b-127) from dword lanes b in [0, 255], as ue8m0 in kernels_simd.h */
+static inline __m512 ue8m0_lanes(__m512i b) {
+    __m512i f = _mm512_slli_epi32(b, 23);
+    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(b, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
+    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(b, _mm512_set1_epi32(0xFF)), _mm512_set1_epi32(0x7FC00000));
+    return _mm512_castsi512_ps(f);
+}
+
+static inline __m512 round_bf16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                                                           _mm512_set1_epi32(1))));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+/* 16 x 16 dwords: r[i] lane k = r[k] lane i on return */
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);
+        __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+        __m512i d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
+        t[j] = _mm512_shuffle_i32x4(a, c, 0x88);
+        t[8 + j] = _mm512_shuffle_i32x4(a, c, 0xDD);
+        t[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
+        t[12 + j] = _mm512_shuffle_i32x4(b, d, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* One row's block scales s[0..nb) fold when they span at most 2^3 and lie
+ * in [2^-31, 2^33] (FOLD_LO, FOLD_HI): with the codes of block b times
+ * 2^(s[b] - min) (still int8) every block carries the scale 2^min, a whole
+ * row's dot is one exact integer below 2^22, and ref's block-by-block float
+ * sum, made of multiples of one power of two below 2^24 of it, is exact too. Sets eff[b] (the scale
+ * each block is taken at) and sh[b] (the code shift); returns whether it
+ * folded. */
+static int fold_scales(const uint8_t *s, int64_t nb, uint8_t *eff, uint8_t *sh) {
+    uint8_t lo = 255, hi = 0;
+    for (int64_t b = 0; b < nb; b++) lo = LT_MIN(lo, s[b]), hi = s[b] > hi ? s[b] : hi;
+    int fold = hi - lo <= 3 && lo >= FOLD_LO && hi <= FOLD_HI;
+    for (int64_t b = 0; b < nb; b++) eff[b] = fold ? lo : s[b], sh[b] = (uint8_t)(fold ? s[b] - lo : 0);
+    return fold;
+}
+
+/* Tile registers: C 0..3 (heads 16i.. x keys 16g.., int32), A 4..5 (16
+ * heads), B 6..7 (16 keys, K-packed). Per block: A and B hold one 32-block;
+ * folded: 64 dims each, accumulated over the row. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+static void amx_configure(int folded) {
+    amx_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 4; t++) c.rows[t] = 16, c.colsb[t] = 64;
+    for (int t = 4; t < 6; t++) c.rows[t] = 16, c.colsb[t] = folded ? 64 : 32;
+    for (int t = 6; t < 8; t++) c.rows[t] = folded ? 16 : 8, c.colsb[t] = 64;
+    _tile_loadconfig(&c);
+}
+
+/* keys j..j+n-1 (n <= 16; the rest zero codes, scale 1) in B-tile order:
+ * kb[r] lane k holds dims 4r..4r+3 of key k (rows up to the dims rounded up
+ * to 64, zero past them), codes shifted as fold_scales says; sk[b] lane k is
+ * the scale key k's block b is taken at. Returns whether every key folded. */
+static int amx_keys(const lt_weight *K, int64_t j, int n, int32_t kb[][16], __m512 sk[]) {
+    const int64_t d = K->cols, nb = d / 32, dq = (d + 63) / 64 * 64;
+    const uint8_t *codes = (const uint8_t *)K->data + j * (d / 2), *scales = K->scale + j * nb;
+    int32_t s4[AMX_MAX_BLOCKS / 4][16]; /* [128 dims][key]: the 4 blocks' shifts, a byte each */
+    int folded = 1;
+    if (nb == 4) { /* index dim 128 (every release): fold_scales on a dword per key */
+        __mmask16 valid = n > 0 ? (__mmask16)((1u << LT_MIN(16, n)) - 1) : 0;
+        __m512i v = _mm512_mask_loadu_epi32(_mm512_set1_epi32(0x7F7F7F7F), valid, scales);
+        __m512i lo = _mm512_min_epu8(v, _mm512_srli_epi32(v, 8)), hi = _mm512_max_epu8(v, _mm512_srli_epi32(v, 8));
+        lo = _mm512_and_si512(_mm512_min_epu8(lo, _mm512_srli_epi32(lo, 16)), _mm512_set1_epi32(0xFF));
+        hi = _mm512_and_si512(_mm512_max_epu8(hi, _mm512_srli_epi32(hi, 16)), _mm512_set1_epi32(0xFF));
+        __mmask16 f = _mm512_cmple_epi32_mask(_mm512_sub_epi32(hi, lo), _mm512_set1_epi32(3)) &
+                      _mm512_cmpge_epi32_mask(lo, _mm512_set1_epi32(FOLD_LO)) &
+                      _mm512_cmple_epi32_mask(hi, _mm512_set1_epi32(FOLD_HI));
+        __m512i lo4 = _mm512_shuffle_epi8(lo, _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0));
+        _mm512_storeu_si512(s4[0], _mm512_maskz_mov_epi32(f, _mm512_sub_epi8(v, lo4)));
+        __m512i eff = _mm512_mask_blend_epi32(f, v, lo4);
+        for (int b = 0; b < 4; b++)
+            sk[b] = ue8m0_lanes(_mm512_and_si512(_mm512_srli_epi32(eff, 8 * b), _mm512_set1_epi32(0xFF)));
+        folded = f == 0xFFFF;
+    } else {
+        uint8_t e[AMX_MAX_BLOCKS][16] __attribute__((aligned(16))), sh[16][AMX_MAX_BLOCKS + 3] = {{0}};
+        for (int k = 0; k < 16; k++) {
+            uint8_t eff[AMX_MAX_BLOCKS];
+            if (k < n) folded &= fold_scales(scales + k * nb, nb, eff, sh[k]);
+            for (int64_t b = 0; b < nb; b++) e[b][k] = k < n ? eff[b] : 127;
+            for (int64_t c = 0; c < d; c += 128) memcpy(&s4[c / 128][k], sh[k] + c / 32, 4);
+        }
+        for (int64_t b = 0; b < nb; b++)
+            sk[b] = ue8m0_lanes(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(void *)e[b])));
+    }
+    /* per key, 128-bit lane L of its table is the one of block L's shift */
+    const __m512i tables = _mm512_loadu_si512(fp4_x2), nib = _mm512_set1_epi8(15);
+    const __m512i pick = _mm512_set_epi32((int)0x80808003, (int)0x80808003, (int)0x80808003, (int)0x80808003,
+                                          (int)0x80808002, (int)0x80808002, (int)0x80808002, (int)0x80808002,
+                                          (int)0x80808001, (int)0x80808001, (int)0x80808001, (int)0x80808001,
+                                          (int)0x80808000, (int)0x80808000, (int)0x80808000, (int)0x80808000);
+    const __m512i dw = _mm512_set4_epi32(3, 2, 1, 0);
+    for (int64_t c = 0; c < d; c += 128) { /* 64 bytes of codes: dims c..c+127 */
+        int64_t bytes = LT_MIN(64, (d - c) / 2);
+        __mmask64 m = bytes == 64 ? ~(__mmask64)0 : ((__mmask64)1 << bytes) - 1;
+        __m512i lo[16], hi[16];
+        for (int k = 0; k < 16; k++) {
+            __m512i sel = _mm512_shuffle_epi8(_mm512_set1_epi32(s4[c / 128][k]), pick);
+            __m512i lut = _mm512_permutexvar_epi32(_mm512_add_epi32(_mm512_slli_epi32(sel, 2), dw), tables);
+            __m512i b = k < n ? _mm512_maskz_loadu_epi8(m, codes + k * (d / 2) + c / 2) : _mm512_setzero_si512();
+            __m512i l = _mm512_shuffle_epi8(lut, _mm512_and_si512(b, nib));
+            __m512i h = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib));
+            lo[k] = _mm512_unpacklo_epi8(l, h); /* 128-bit lane L: dims c + 32L + 0..15 */
+            hi[k] = _mm512_unpackhi_epi8(l, h); /* 128-bit lane L: dims c + 32L + 16..31 */
+        }
+        transpose16(lo);
+        transpose16(hi);
+        for (int i = 0; i < 16 && c + 32 * (i / 4) < dq; i++) { /* lo[4L + g]: group g of block L */
+            int64_t r = c / 4 + 8 * (i / 4) + i % 4;
+            _mm512_store_si512(kb[r], lo[i]);
+            _mm512_store_si512(kb[r + 4], hi[i]);
+        }
+    }
+    return folded;
+}
+
+/* a head's term wt ReLU(dot) for 16 keys, with ref's bf16 roundings */
+static inline __m512 relu_term(__m512 dot, float wt, int bf16) {
+    if (!bf16) return _mm512_mul_ps(_mm512_max_ps(dot, _mm512_setzero_ps()), _mm512_set1_ps(wt));
+    return round_bf16(_mm512_mul_ps(_mm512_max_ps(round_bf16(dot), _mm512_setzero_ps()), _mm512_set1_ps(wt)));
+}
+
+/* With bf16 numerics, folded sums and every |wt| 0 or in [2^-60, 2^60]
+ * (bf16 == 2 below), vcvtne2ps2bf16 rounds 32 keys at once: nearest even as
+ * lt_round_bf16, except that it flushes subnormals, which neither the dots
+ * (FOLD_LO) nor the terms can be then. The query scale q, a power of two,
+ * moves onto wt: bf16(x q) = bf16(x) q, ReLU commutes with it, and
+ * (wt q) y = wt (q y) exactly in that range. Its words come back to floats
+ * interleaved: that path's two sums hold keys 0-3 16-19 4-7 20-23 and 8-11
+ * 24-27 12-15 28-31, put in order once per 32 keys (unshuffle_bf16). */
+static inline void unshuffle_bf16(__m512 out[2]) {
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    __m512 a = out[0], b = out[1];
+    out[0] = _mm512_permutex2var_ps(a, first, b);
+    out[1] = _mm512_permutex2var_ps(a, _mm512_add_epi32(first, _mm512_set1_epi32(4)), b);
+}
+
+/* heads [h0, h1) of 32 keys: the block sums cs[b][h - h0][key] of nblk
+ * blocks times (query scale / 4) x key scale, exact, added in block order
+ * (one rounding each, as ref), then the weighted ReLU summed over heads */
+static inline void amx_post(int32_t (*cs)[32][32], int64_t nblk, int64_t h0, int64_t h1,
+                            const float (*qs)[AMX_MAX_BLOCKS], __m512 (*sk)[AMX_MAX_BLOCKS], const float *wt, int bf16,
+                            __m512 out[2]) {
+    __m512 o0 = out[0], o1 = out[1];
+    if (nblk == 1 && bf16 == 2) { /* folded, bf16 on vcvtne2ps2bf16 (see unshuffle_bf16) */
+        const __m512 k0 = sk[0][0], k1 = sk[1][0];
+        const __m512i zero = _mm512_setzero_si512();
+        for (int64_t h = h0; h < h1; h++) {
+            const __m512 w = _mm512_set1_ps(wt[h] * qs[h][0]);
+            __m512 d0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cs[0][h - h0])), k0);
+            __m512 d1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&cs[0][h - h0][16])), k1);
+            __m512i r = _mm512_max_epi16((__m512i)_mm512_cvtne2ps_pbh(d1, d0), zero); /* ReLU on the bf16 bits */
+            __m512 t0 = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, r)), w);
+            __m512 t1 = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, r)), w);
+            __m512i tb = (__m512i)_mm512_cvtne2ps_pbh(t1, t0);
+            o0 = _mm512_add_ps(o0, _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, tb)));
+            o1 = _mm512_add_ps(o1, _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, tb)));
+        }
+    } else if (nblk == 1) { /* folded: one exact product per head and key */
+        const __m512 k0 = sk[0][0], k1 = sk[1][0];
+        for (int64_t h = h0; h < h1; h++) {
+            const __m512 q = _mm512_set1_ps(qs[h][0]);
+            o0 = _mm512_add_ps(o0, relu_term(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cs[0][h - h0])),
+                                                           _mm512_mul_ps(k0, q)), wt[h], bf16));
+            o1 = _mm512_add_ps(o1, relu_term(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&cs[0][h - h0][16])),
+                                                           _mm512_mul_ps(k1, q)), wt[h], bf16));
+        }
+    } else
+        for (int64_t h = h0; h < h1; h++) {
+            __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nblk; b++) {
+                const __m512 q = _mm512_set1_ps(qs[h][b]);
+                const __m512 c0 = _mm512_cvtepi32_ps(_mm512_load_si512(cs[b][h - h0]));
+                const __m512 c1 = _mm512_cvtepi32_ps(_mm512_load_si512(&cs[b][h - h0][16]));
+                s0 = _mm512_fmadd_ps(c0, _mm512_mul_ps(sk[0][b], q), s0);
+                s1 = _mm512_fmadd_ps(c1, _mm512_mul_ps(sk[1][b], q), s1);
+            }
+            o0 = _mm512_add_ps(o0, relu_term(s0, wt[h], bf16));
+            o1 = _mm512_add_ps(o1, relu_term(s1, wt[h], bf16));
+        }
+    out[0] = o0, out[1] = o1;
+}
+
+/* keys j..j+n-1 (n <= 32) as two B-tile groups; returns whether all of
+ * them folded */
+static int amx_pack(const lt_weight *K, int64_t j, int n, int32_t kb[2][AMX_MAX_DIM / 4][16],
+                    __m512 sk[2][AMX_MAX_BLOCKS]) {
+    int folded = amx_keys(K, j, LT_MIN(n, 16), kb[0], sk[0]);
+    return folded & amx_keys(K, j + 16, n - 16, kb[1], sk[1]);
+}
+
+/* the tile work of 32 heads x 32 keys: q8 at the first head (rows of dq),
+ * kb the keys; block sums (folded: row sums) to cs[block][head][key] */
+static void amx_tiles(int folded, int64_t nb, int64_t dq, const int8_t *q8, int32_t kb[2][AMX_MAX_DIM / 4][16],
+                      int32_t (*cs)[32][32]) {
+    const int64_t steps = folded ? dq / 64 : nb, w = folded ? 64 : 32; /* dims per step */
+    for (int64_t b = 0; b < steps; b++) {
+        if (b == 0 || !folded) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+        }
+        _tile_loadd(4, q8 + w * b, dq);
+        _tile_loadd(5, q8 + 16 * dq + w * b, dq);
+        _tile_loadd(6, kb[0][w / 4 * b], 64);
+        _tile_loadd(7, kb[1][w / 4 * b], 64);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+        if (b == steps - 1 || !folded) {
+            int32_t(*c)[32] = cs[folded ? 0 : b];
+            _tile_stored(0, c[0], 128);
+            _tile_stored(1, &c[0][16], 128);
+            _tile_stored(2, c[16], 128);
+            _tile_stored(3, &c[16][16], 128);
+        }
+    }
+}
+
+static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t j0, int64_t j1,
+                            float *score) {
+    const int64_t d = K->cols, nb = d / 32, dq = (d + 63) / 64 * 64, nh = Q->rows, nh32 = (nh + 31) / 32 * 32;
+    if (K->type != LT_W_FP4 || Q->type != LT_W_FP4 || d > AMX_MAX_DIM) {
+        lt_kernels_avx512_vnni.index_score(K, Q, wt, bf16, j0, j1, score);
+        return;
+    }
+    /* queries: codes [head][dim] (rows of dq, heads padded to 32, zeros),
+     * shifted when every head folds; each block's scale / 4 */
+    int8_t q8[LT_INDEX_MAX_HEADS * AMX_MAX_DIM] __attribute__((aligned(64)));
+    float qs[LT_INDEX_MAX_HEADS][AMX_MAX_BLOCKS];
+    uint8_t eff[LT_INDEX_MAX_HEADS][AMX_MAX_BLOCKS], sh[LT_INDEX_MAX_HEADS][AMX_MAX_BLOCKS];
+    int qfold = 1, wt_fast = 1;
+    for (int64_t h = 0; h < nh; h++) wt_fast &= wt[h] == 0.0f || (fabsf(wt[h]) >= 0x1p-60f && fabsf(wt[h]) <= 0x1p60f);
+    for (int64_t h = 0; h < nh; h++) qfold &= fold_scales(Q->scale + h * nb, nb, eff[h], sh[h]);
+    memset(q8, 0, (size_t)(nh32 * dq));
+    const __m128i nib = _mm_set1_epi8(15);
+    for (int64_t h = 0; h < nh; h++) {
+        const uint8_t *row = (const uint8_t *)Q->data + h * (d / 2), *sc = Q->scale + h * nb;
+        for (int64_t b = 0; b < nb; b++) {
+            __m128i lut = _mm_loadu_si128((const __m128i *)(const void *)fp4_x2[qfold ? sh[h][b] : 0]);
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(row + 16 * b));
+            __m128i l = _mm_shuffle_epi8(lut, _mm_and_si128(x, nib));
+            __m128i u = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(x, 4), nib));
+            _mm_storeu_si128((__m128i *)(void *)(q8 + h * dq + 32 * b), _mm_unpacklo_epi8(l, u));
+            _mm_storeu_si128((__m128i *)(void *)(q8 + h * dq + 32 * b + 16), _mm_unpackhi_epi8(l, u));
+            qs[h][b] = lt_ue8m0_to_f32(qfold ? eff[h][b] : sc[b]) * 0.25f;
+        }
+    }
+
+    int32_t kb[2][AMX_MAX_DIM / 4][16] __attribute__((aligned(64))); /* two B-tile groups of 16 keys */
+    int32_t cs[AMX_MAX_BLOCKS][32][32] __attribute__((aligned(64)));  /* [block][head][key] sums */
+    __m512 sk[2][AMX_MAX_BLOCKS];
+    int config = -1;
+    for (int64_t j = j0; j < j1; j += 32) {
+        const int n = (int)LT_MIN(32, j1 - j);
+        const int folded = amx_pack(K, j, n, kb, sk) & qfold, fast = folded && bf16 && wt_fast;
+        if (folded != config) amx_configure(config = folded);
+        __m512 out[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t h0 = 0; h0 < nh; h0 += 32) {
+            amx_tiles(folded, nb, dq, q8 + h0 * dq, kb, cs);
+            amx_post(cs, folded ? 1 : nb, h0, LT_MIN(h0 + 32, nh), (const float(*)[AMX_MAX_BLOCKS])qs, sk, wt,
+                     fast ? 2 : bf16, out);
+        }
+        if (fast) unshuffle_bf16(out);
+        for (int g = 0; g < 2 && 16 * g < n; g++)
+            _mm512_mask_storeu_ps(score + j + 16 * g, (__mmask16)((1u << LT_MIN(16, n - 16 * g)) - 1),
+                                  bf16 ? round_bf16(out[g]) : out[g]);
+    }
+    _tile_release();
+}
+
+/* CPUID: AMX-TILE and AMX-INT8 (leaf 7 EDX bits 24, 25), the OS saving tile
+ * state (XCR0 bits 17, 18); then Linux's per-process permission for it */
+static int g_amx_ok;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_detect(void) {
+    unsigned a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return; /* xgetbv is allowed */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & (3u << 24)) != (3u << 24)) return;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return; /* AVX512_BF16 */
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
+    lt_kernels_avx512_amx = lt_kernels_avx512_vnni;
+    lt_kernels_avx512_amx.name = "avx512-amx";
+    lt_kernels_avx512_amx.index_score = index_score_amx;
+    g_amx_ok = 1;
+}
+
+int lt_kernels_amx_init(void) {
+    pthread_once(&g_amx_once, amx_detect);
+    return g_amx_ok;
+}
