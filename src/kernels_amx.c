@@ -1,5 +1,6 @@
-/* AVX-512 + AMX-INT8 kernel table "avx512-amx": the avx512-vnni table with
- * index_score on tile dot products (TDPBSSD). Built with the AVX512F flags
+/* AVX-512 + AMX kernel table "avx512-amx": the avx512-vnni table with
+ * index_score on int8 tile dot products (TDPBSSD), and REFERENCE attention
+ * and prefill products on bf16 tiles (kernels_avx512.c). Built with the AVX512F flags
  * plus AVX512-BF16 and AMX-TILE/INT8; offered by kernels.c only after
  * lt_kernels_amx_init found them and Linux granted the tile state.
  *
@@ -344,15 +345,18 @@ static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float 
     _tile_release();
 }
 
-/* CPUID: AMX-TILE and AMX-INT8 (leaf 7 EDX bits 24, 25), the OS saving tile
- * state (XCR0 bits 17, 18); then Linux's per-process permission for it */
+/* CPUID: AMX-BF16, AMX-TILE and AMX-INT8 (leaf 7 EDX bits 22, 24, 25),
+ * AVX512-BF16, the OS saving tile state (XCR0 bits 17, 18); then Linux's
+ * per-process permission for it. The table also takes the REFERENCE
+ * attention and prefill products on bf16 tiles (kernels_avx512.c). */
 static int g_amx_ok;
 static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
 
 static void amx_detect(void) {
     unsigned a, b, c, d, lo, hi;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return; /* xgetbv is allowed */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & (3u << 24)) != (3u << 24)) return;
+    const unsigned tiles = 1u << 22 | 1u << 24 | 1u << 25;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & tiles) != tiles) return;
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return; /* AVX512_BF16 */
     __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & (3u << 17)) != (3u << 17)) return;
@@ -360,6 +364,9 @@ static void amx_detect(void) {
     lt_kernels_avx512_amx = lt_kernels_avx512_vnni;
     lt_kernels_avx512_amx.name = "avx512-amx";
     lt_kernels_avx512_amx.index_score = index_score_amx;
+    lt_kernels_avx512_amx.attn_rows = lt_attn_rows_amx;
+    lt_kernels_avx512_amx.matmul_actq[LT_W_FP8] = lt_matmul_actq_fp8_amx;
+    lt_kernels_avx512_amx.matmul_actq[LT_W_FP4] = lt_matmul_actq_fp4_amx;
     g_amx_ok = 1;
 }
 
