@@ -314,6 +314,19 @@ uint64_t lt_bench_decode_bytes(const lt_bench_model *m) {
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Rows r0..r1 of Y = X Wᵀ as the default (REFERENCE) numerics run them: an
+ * FP8/FP4 weight sees FP8-quantised activation blocks (spec 3.4), except
+ * wo_a (act_quant 0: the reference reads it as bf16) */
+static void product(const lt_bench_model *m, const lt_weight *w, int quantise, const float *X, int64_t n, float *Y,
+                    int64_t ldy, int64_t r0, int64_t r1) {
+    int act = quantise && (w->type == LT_W_FP8 || w->type == LT_W_FP4) ? m->a->block : 0;
+    lt_linear_rows(w, X, n, Y, ldy, r0, r1, act);
+}
+
+static void linear(const lt_bench_model *m, const lt_weight *w, const float *X, int64_t n, float *Y) {
+    product(m, w, 1, X, n, Y, w->rows, 0, w->rows);
+}
+
 /* Y[n, rows] = X[n, cols] Wᵀ for every dense product of the layer; X holds
  * n * max_in floats, Y n * max_out. Returns the flops. */
 static double dense_products(const lt_bench_model *m, const bench_layer *L, const float *X, float *Y, int64_t n) {
@@ -323,10 +336,10 @@ static double dense_products(const lt_bench_model *m, const bench_layer *L, cons
         if (!w->rows) continue;
         if (i == W_WO_A) { /* block-diagonal: group g reads its heads' slice */
             int64_t G = m->a->o_groups, R = w->rows / G;
-            for (int64_t g = 0; g < G; g++) lt_linear_rows(w, X + g * n * w->cols, n, Y, w->rows, g * R, (g + 1) * R, 0);
+            for (int64_t g = 0; g < G; g++) product(m, w, 0, X + g * n * w->cols, n, Y, w->rows, g * R, (g + 1) * R);
             flops += 2.0 * (double)(n * R * w->cols * G);
         } else {
-            lt_linear(w, X, n, Y);
+            linear(m, w, X, n, Y);
             flops += 2.0 * (double)(n * w->rows * w->cols);
         }
     }
@@ -352,12 +365,12 @@ static void decode_token(lt_bench_model *m, lt_bench_attn *const *attn, lt_bench
         draw_experts(m, m->a->n_active);
         for (int i = 0; i < m->a->n_active; i++) {
             const lt_weight *e = L->experts[m->perm[i]];
-            lt_linear(&e[0], m->x, 1, m->h);
-            lt_linear(&e[1], m->x, 1, m->h);
-            lt_linear(&e[2], m->h, 1, m->y);
+            linear(m, &e[0], m->x, 1, m->h);
+            linear(m, &e[1], m->x, 1, m->h);
+            linear(m, &e[2], m->h, 1, m->y);
         }
     }
-    if (m->head.rows) lt_linear(&m->head, m->x, 1, m->y);
+    if (m->head.rows) linear(m, &m->head, m->x, 1, m->y);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -454,9 +467,9 @@ static double routed_prefill(lt_bench_model *m, const bench_layer *L, prefill_bu
         const int *tok = b->order + b->start[e];
         for (int64_t i = 0; i < ne; i++) memcpy(b->xe + i * D, b->X + (int64_t)tok[i] * D, sizeof(float) * (size_t)D);
         const lt_weight *w = L->experts[e];
-        lt_linear(&w[0], b->xe, ne, b->h1);
-        lt_linear(&w[1], b->xe, ne, b->h3);
-        lt_linear(&w[2], b->h1, ne, b->xe);
+        linear(m, &w[0], b->xe, ne, b->h1);
+        linear(m, &w[1], b->xe, ne, b->h3);
+        linear(m, &w[2], b->h1, ne, b->xe);
         for (int64_t i = 0; i < ne; i++)
             for (int64_t c = 0; c < D; c++) b->acc[(int64_t)tok[i] * D + c] += b->xe[i * D + c];
         flops += 2.0 * 3.0 * (double)(ne * I * D);
@@ -491,7 +504,7 @@ lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_probe *p, lt_b
         r->flops += routed_prefill(m, L, &b, n, &r->weight_bytes);
     }
     if (m->head.rows) { /* logits of the last token only */
-        lt_linear(&m->head, b.X + (n - 1) * D, 1, b.Y);
+        linear(m, &m->head, b.X + (n - 1) * D, 1, b.Y);
         r->flops += 2.0 * (double)(m->head.rows * D);
         r->weight_bytes += lt_weight_bytes(&m->head);
     }

@@ -19,7 +19,6 @@
  * a tile); 2 x 2 C tiles (32 heads x 32 keys) go to a buffer from which each
  * head's sums are scaled, ReLU'd, weighted and added in ref's order. */
 #include <cpuid.h>
-#include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -27,7 +26,7 @@
 #include <unistd.h>
 
 #include "kernels.h"
-#include "quant.h"
+#include "kernels_avx512.h"
 #include "util.h"
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -48,45 +47,6 @@ static const int8_t fp4_x2[4][16] = {
     {0, 8, 16, 24, 32, 48, 64, 96, 0, -8, -16, -24, -32, -48, -64, -96},
 };
 
-/* 2^(b-127) from dword lanes b in [0, 255], as ue8m0 in kernels_simd.h */
-static inline __m512 ue8m0_lanes(__m512i b) {
-    __m512i f = _mm512_slli_epi32(b, 23);
-    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(b, _mm512_setzero_si512()), _mm512_set1_epi32(0x00400000));
-    f = _mm512_mask_mov_epi32(f, _mm512_cmpeq_epi32_mask(b, _mm512_set1_epi32(0xFF)), _mm512_set1_epi32(0x7FC00000));
-    return _mm512_castsi512_ps(f);
-}
-
-static inline __m512 round_bf16(__m512 v) {
-    __m512i u = _mm512_castps_si512(v);
-    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), _mm512_and_si512(_mm512_srli_epi32(u, 16),
-                                                                                           _mm512_set1_epi32(1))));
-    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xFFFF0000u)));
-}
-
-/* 16 x 16 dwords: r[i] lane k = r[k] lane i on return */
-static inline void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);
-        __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
-        __m512i d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
-        t[j] = _mm512_shuffle_i32x4(a, c, 0x88);
-        t[8 + j] = _mm512_shuffle_i32x4(a, c, 0xDD);
-        t[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
-        t[12 + j] = _mm512_shuffle_i32x4(b, d, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
 
 /* One row's block scales s[0..nb) fold when they span at most 2^3 and lie
  * in [2^-31, 2^33] (FOLD_LO, FOLD_HI): with the codes of block b times
@@ -177,8 +137,8 @@ static int amx_keys(const lt_weight *K, int64_t j, int n, int32_t kb[][16], __m5
             lo[k] = _mm512_unpacklo_epi8(l, h); /* 128-bit lane L: dims c + 32L + 0..15 */
             hi[k] = _mm512_unpackhi_epi8(l, h); /* 128-bit lane L: dims c + 32L + 16..31 */
         }
-        transpose16(lo);
-        transpose16(hi);
+        v_transpose((lt_vf *)(void *)lo);
+        v_transpose((lt_vf *)(void *)hi);
         for (int i = 0; i < 16 && c + 32 * (i / 4) < dq; i++) { /* lo[4L + g]: group g of block L */
             int64_t r = c / 4 + 8 * (i / 4) + i % 4;
             _mm512_store_si512(kb[r], lo[i]);
@@ -191,7 +151,7 @@ static int amx_keys(const lt_weight *K, int64_t j, int n, int32_t kb[][16], __m5
 /* a head's term wt ReLU(dot) for 16 keys, with ref's bf16 roundings */
 static inline __m512 relu_term(__m512 dot, float wt, int bf16) {
     if (!bf16) return _mm512_mul_ps(_mm512_max_ps(dot, _mm512_setzero_ps()), _mm512_set1_ps(wt));
-    return round_bf16(_mm512_mul_ps(_mm512_max_ps(round_bf16(dot), _mm512_setzero_ps()), _mm512_set1_ps(wt)));
+    return v_round_bf16(_mm512_mul_ps(_mm512_max_ps(v_round_bf16(dot), _mm512_setzero_ps()), _mm512_set1_ps(wt)));
 }
 
 /* With bf16 numerics, folded sums and every |wt| 0 or in [2^-60, 2^60]
@@ -340,7 +300,7 @@ static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float 
         if (fast) unshuffle_bf16(out);
         for (int g = 0; g < 2 && 16 * g < n; g++)
             _mm512_mask_storeu_ps(score + j + 16 * g, (__mmask16)((1u << LT_MIN(16, n - 16 * g)) - 1),
-                                  bf16 ? round_bf16(out[g]) : out[g]);
+                                  bf16 ? v_round_bf16(out[g]) : out[g]);
     }
     _tile_release();
 }
