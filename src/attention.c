@@ -2,6 +2,7 @@
  * compressed entries, sparse gathered attention with sinks, grouped output. */
 #include "attention.h"
 #include "csa2.h"
+#include "kernels.h"
 #include "linear.h"
 
 #include <math.h>
@@ -14,7 +15,7 @@ static void queries(const lt_attention *a, const lt_config *cfg, const lt_rope *
     int64_t Q = cfg->q_lora_rank, H = cfg->n_heads, hd = cfg->head_dim, rd = rope->dim;
     float eps = (float)cfg->rms_norm_eps;
     lt_num_linear(nm, &a->wq_a, h, n, s->qr, LT_LIN_QUANT);
-    for (int64_t t = 0; t < n; t++) lt_rmsnorm(s->qr + t * Q, s->qr + t * Q, &a->q_norm, Q, eps);
+    for (int64_t t = 0; t < n; t++) lt_kern()->rmsnorm(s->qr + t * Q, s->qr + t * Q, &a->q_norm, Q, eps);
     lt_num_store(nm, s->qr, n * Q);
     lt_num_linear(nm, &a->wq_b, s->qr, n, s->q, LT_LIN_QUANT);
     for (int64_t t = 0; t < n; t++) {
@@ -22,7 +23,7 @@ static void queries(const lt_attention *a, const lt_config *cfg, const lt_rope *
         for (int64_t i = 0; i < H; i++) {
             float *qh = s->q + (t * H + i) * hd;
             if (!a->v41) lt_num_q_rescale(nm, qh, hd, eps);
-            lt_rope_apply(qh + hd - rd, s->cs, (int)rd, 0);
+            lt_kern()->rope(qh + hd - rd, s->cs, (int)rd, 0);
         }
     }
     lt_num_store(nm, s->q, n * H * hd);
@@ -37,10 +38,10 @@ static void shared_kv(const lt_attention *a, const lt_config *cfg, const lt_rope
     lt_num_linear(nm, &a->wkv, h, n, s->kv, LT_LIN_QUANT);
     for (int64_t t = 0; t < n; t++) {
         float *kv = s->kv + t * hd;
-        lt_rmsnorm(kv, kv, &a->kv_norm, hd, (float)cfg->rms_norm_eps);
+        lt_kern()->rmsnorm(kv, kv, &a->kv_norm, hd, (float)cfg->rms_norm_eps);
         lt_num_store(nm, kv, hd);
         lt_rope_angles(rope, pos0 + t, s->cs);
-        lt_rope_apply(kv + hd - rd, s->cs, (int)rd, 0);
+        lt_kern()->rope(kv + hd - rd, s->cs, (int)rd, 0);
     }
     lt_num_store(nm, s->kv, n * hd);
     for (int64_t t = 0; t < n; t++) lt_kv_pack(&cache->win_fmt, s->kv + t * hd, s->kvp + t * cache->win_fmt.bytes);
@@ -141,7 +142,7 @@ static void attend(const lt_attention *a, const lt_config *cfg, const lt_rope *r
         lt_attention_rows(s->q + t * H * hd, H, fmt, n_win, s->rows, n_rows, s->sink, scale, lt_num_ref(nm), o);
         lt_num_store(nm, o, H * hd);
         lt_rope_angles(rope, pos0 + t, s->cs);
-        for (int64_t h = 0; h < H; h++) lt_rope_apply(o + h * hd + hd - rd, s->cs, (int)rd, 1);
+        for (int64_t h = 0; h < H; h++) lt_kern()->rope(o + h * hd + hd - rd, s->cs, (int)rd, 1);
         lt_num_store(nm, o, H * hd);
     }
 }

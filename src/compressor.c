@@ -1,6 +1,7 @@
 /* KV compressor (spec 4.3 steps 8-11, 4.8): gated pooling with a state that
  * carries open windows across calls. */
 #include "compressor.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -65,12 +66,12 @@ int64_t lt_compressor_forward(const lt_compressor *w, const lt_rope *rope, float
         if (!lt_pool_push(w, p, A + t * width, Z + t * width, pos, e)) continue;
         /* step 11: bf16, norm, RoPE at the window's first position */
         lt_num_store(nm, e, w->d);
-        lt_rmsnorm(e, e, &w->norm, w->d, eps);
+        lt_kern()->rmsnorm(e, e, &w->norm, w->d, eps);
         lt_num_store(nm, e, w->d);
         n_cached++;
         if (!rope) continue;
         lt_rope_angles(rope, pos + 1 - w->ratio, cs);
-        lt_rope_apply(e + w->d - rope->dim, cs, rope->dim, 0);
+        lt_kern()->rope(e + w->d - rope->dim, cs, rope->dim, 0);
         lt_num_store(nm, e, w->d);
     }
     return n_cached;

@@ -152,7 +152,6 @@ static void layout(lt_context *c, carver *cv) {
     CARVE(cv, c->pre, nb * hc);
     CARVE(cv, c->post, nb * hc);
     CARVE(cv, c->comb, nb * hc * hc);
-    CARVE(cv, c->tmp, hc * D);
     if (cfg->arch == LT_ARCH_V41) CARVE(cv, c->carry, nb * hc);
     layout_attn_scratch(c, cv, &c->attn);
     layout_moe_scratch(c, cv, &c->moe);

@@ -1,6 +1,7 @@
 /* V4.1 CSA2 / CED sharing (spec 5.1): KV-source compression with index keys,
  * Full and Reindex scoring, and the two-level candidate selection. */
 #include "csa2.h"
+#include "kernels.h"
 #include "util.h"
 
 #include <math.h>
@@ -26,11 +27,11 @@ void lt_csa2_compress(const lt_attention *a, const lt_config *cfg, const lt_rope
     lt_num_linear(nm, &a->idx.wk, latent, m, keys, LT_LIN_QUANT);
     for (int64_t g = 0; g < m; g++) {
         float *k = keys + g * di, *e = latent + g * hd;
-        lt_rmsnorm(k, k, &a->idx.k_norm, di, eps);
+        lt_kern()->rmsnorm(k, k, &a->idx.k_norm, di, eps);
         lt_num_store(nm, k, di);
         lt_rope_angles(rope, (first + g) * a->ratio, s->cs); /* a group rotates at its first position */
-        lt_rope_apply(k + di - rd, s->cs, (int)rd, 0);
-        lt_rope_apply(e + hd - rd, s->cs, (int)rd, 0);
+        lt_kern()->rope(k + di - rd, s->cs, (int)rd, 0);
+        lt_kern()->rope(e + hd - rd, s->cs, (int)rd, 0);
     }
     lt_num_store(nm, keys, m * di);
     lt_num_store(nm, latent, m * hd);

@@ -12,6 +12,7 @@
  * sequence between batches, so any split of a prompt gives the same result. */
 #include "model.h"
 #include "csa2.h"
+#include "kernels.h"
 #include "util.h"
 
 #include <string.h>
@@ -38,10 +39,10 @@ static void mhc_pre(lt_context *c, const lt_mhc_site *site, const lt_vec *norm, 
     lt_mhc_site_mixes(site, X, n, (int)hc, D, cfg->hc_sinkhorn_iters, (float)cfg->hc_eps, (float)cfg->rms_norm_eps,
                       c->mix, c->pre, c->post, c->comb);
     const float *pre = carried ? c->carry : c->pre;
-    for (int64_t t = 0; t < n; t++) lt_mhc_collapse(X + t * hc * D, pre + t * hc, (int)hc, D, c->x + t * D);
+    for (int64_t t = 0; t < n; t++) lt_kern()->mhc_collapse(X + t * hc * D, pre + t * hc, (int)hc, D, c->x + t * D);
     if (carried) memcpy(c->carry, c->pre, (size_t)(n * hc) * sizeof *c->carry);
     lt_num_store(&c->num, c->x, n * D);
-    for (int64_t t = 0; t < n; t++) lt_rmsnorm(c->h + t * D, c->x + t * D, norm, D, (float)cfg->rms_norm_eps);
+    for (int64_t t = 0; t < n; t++) lt_kern()->rmsnorm(c->h + t * D, c->x + t * D, norm, D, (float)cfg->rms_norm_eps);
     lt_num_store(&c->num, c->h, n * D);
 }
 
@@ -50,7 +51,7 @@ static void mhc_post(lt_context *c, float *X, int64_t n) {
     const lt_config *cfg = &c->m->cfg;
     int64_t hc = cfg->hc_mult, D = cfg->dim;
     for (int64_t t = 0; t < n; t++)
-        lt_mhc_expand(X + t * hc * D, c->out + t * D, c->post + t * hc, c->comb + t * hc * hc, (int)hc, D, c->tmp);
+        lt_kern()->mhc_expand(X + t * hc * D, c->out + t * D, c->post + t * hc, c->comb + t * hc * hc, (int)hc, D);
     lt_num_store(&c->num, X, n * hc * D);
 }
 
@@ -95,7 +96,7 @@ static void norm_head(lt_context *c, const lt_vec *norm, int64_t n, int64_t pos0
     const lt_config *cfg = &m->cfg;
     int64_t D = cfg->dim;
     lt_num_store(&c->num, c->x, n * D);
-    for (int64_t t = 0; t < n; t++) lt_rmsnorm(c->h + t * D, c->x + t * D, norm, D, (float)cfg->rms_norm_eps);
+    for (int64_t t = 0; t < n; t++) lt_kern()->rmsnorm(c->h + t * D, c->x + t * D, norm, D, (float)cfg->rms_norm_eps);
     lt_num_store(&c->num, c->h, n * D);
     lt_trace_event ev = {.kind = LT_TRACE_FINAL, .layer = layer, .pos0 = pos0, .n = n, .width = D, .f = c->h};
     lt_context_emit(c, &ev);
@@ -113,7 +114,7 @@ void lt_forward_head(lt_context *c, const lt_mhc_head *hh, const lt_vec *norm, c
 static void carried_head(lt_context *c, const float *X, int64_t r0, int64_t n, int64_t pos0, float *logits) {
     int64_t hc = c->m->cfg.hc_mult, D = c->m->cfg.dim;
     for (int64_t t = 0; t < n; t++)
-        lt_mhc_collapse(X + (r0 + t) * hc * D, c->carry + (r0 + t) * hc, (int)hc, D, c->x + t * D);
+        lt_kern()->mhc_collapse(X + (r0 + t) * hc * D, c->carry + (r0 + t) * hc, (int)hc, D, c->x + t * D);
     norm_head(c, &c->m->norm, n, pos0 + r0, -1, logits);
 }
 

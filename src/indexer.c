@@ -1,6 +1,7 @@
 /* Lightning indexer (spec 4.3 steps 13-17): compressed index keys, index
  * queries, ReLU-weighted scores and the top-k selection. */
 #include "indexer.h"
+#include "kernels.h"
 #include "linear.h"
 #include "quant.h"
 
@@ -29,7 +30,7 @@ void lt_indexer_queries(const lt_indexer *ix, const lt_config *cfg, const lt_rop
     lt_num_linear(nm, &ix->wq_b, qr, n, q, LT_LIN_QUANT);
     for (int64_t t = 0; t < n; t++) {
         lt_rope_angles(rope, pos0 + t, cs);
-        for (int64_t h = 0; h < Hi; h++) lt_rope_apply(q + (t * Hi + h) * di + di - rope->dim, cs, rope->dim, 0);
+        for (int64_t h = 0; h < Hi; h++) lt_kern()->rope(q + (t * Hi + h) * di + di - rope->dim, cs, rope->dim, 0);
     }
     lt_num_store(nm, q, n * Hi * di);
     lt_indexer_quantise(nm, q, n * Hi, di);

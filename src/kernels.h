@@ -15,6 +15,7 @@
 #define LT_KERNELS_H
 
 #include "kvrow.h"
+#include "ops.h"
 #include "weights.h"
 
 /* Largest activation quantisation block of matmul_actq / fake_quant_fp8. */
@@ -27,6 +28,8 @@
 #define LT_ATTN_BLOCK 64
 #define LT_ATTN_MAX_HEADS 128
 #define LT_ATTN_MAX_DIM 1024
+/* mhc_collapse / mhc_expand: most streams (the config's hc_mult bound). */
+#define LT_MHC_MAX_HC 64
 
 typedef struct {
     const char *name;  /* "ref", "avx2", "avx512", "neon" */
@@ -74,6 +77,37 @@ typedef struct {
      * has them, bit-identical to ref (block sums are exact integers). */
     void (*index_score)(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t j0, int64_t j1,
                         float *score);
+    /* The RMS factor 1/sqrt(mean(x^2) + eps) of x[0..n) (RMSNorm, and the
+     * mHC projections' normalisation, spec 3.3). ref sums the squares in
+     * double (the oracle's fp32 order is not ours; double keeps our side well
+     * inside its error); SIMD in fp32 vector lanes, their totals in double:
+     * within 1e-6 relative of ref. */
+    float (*rms_inv)(const float *x, int64_t n, float eps);
+    /* RMSNorm (spec 3.1): y[i] = w[i] * (x[i] * rms_inv(x, n, eps)); w is an
+     * F32 or BF16 vector read in its stored dtype, NULL for no weight. y may
+     * be x. Given the same factor, every table is bit-identical. */
+    void (*rmsnorm)(float *y, const float *x, const lt_vec *w, int64_t n, float eps);
+    /* RoPE (spec 3.2) in place on x[0..dim), dim even: pair i (x[2i],
+     * x[2i+1]) = (a, b) becomes (a c - b s, a s + b c) with c = cs[i],
+     * s = cs[dim/2 + i] (inverse: s negated); unfused, bit-identical in
+     * every table. */
+    void (*rope)(float *x, const float *cs, int dim, int inverse);
+    /* The experts' clamped SwiGLU (spec 4.4) in place on g[n][I]:
+     *   g = silu(min(g, L)) * clamp(u, -L, L) * wt[t], silu(z) = z / (1 + e^-z),
+     * no clamp for L <= 0, wt NULL for weight 1, then with bf16 each result
+     * rounded to bf16 (the reference's cast before w2). SIMD uses the
+     * polynomial exp (kernels_simd.h): within 8 ulp of ref before the bf16
+     * rounding, so a value at a bf16 tie may round one bf16 ulp apart. */
+    void (*swiglu)(float *g, const float *u, const float *wt, int64_t n, int64_t I, float limit, int bf16);
+    /* mHC collapse (spec 3.3): x[d] = sum_i pre[i] X[i][d] of one token's
+     * streams X[hc][D], hc <= LT_MHC_MAX_HC, summed in i order from 0,
+     * unfused: bit-identical in every table. */
+    void (*mhc_collapse)(const float *X, const float *pre, int hc, int64_t D, float *x);
+    /* mHC expand (spec 3.3), in place on X[hc][D]:
+     *   X[k][d] <- post[k] out[d] + sum_j comb[j][k] X[j][d]
+     * with the old X on the right (the sum runs over comb's first index, in
+     * j order), unfused: bit-identical in every table. */
+    void (*mhc_expand)(float *X, const float *out, const float *post, const float *comb, int hc, int64_t D);
     /* Peak-FMA probe for lantern bench: `iters` rounds of fused multiply-adds
      * on independent register-only chains at this table's vector width.
      * Returns the floating-point operations done (2 per lane per FMA). */

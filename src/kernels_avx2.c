@@ -25,6 +25,7 @@ static inline void v_store(float *p, lt_vf v) { _mm256_storeu_ps(p, v); }
 static inline lt_vf v_set1(float x) { return _mm256_set1_ps(x); }
 static inline lt_vf v_add(lt_vf a, lt_vf b) { return _mm256_add_ps(a, b); }
 static inline lt_vf v_mul(lt_vf a, lt_vf b) { return _mm256_mul_ps(a, b); }
+static inline lt_vf v_div(lt_vf a, lt_vf b) { return _mm256_div_ps(a, b); }
 static inline lt_vf v_min(lt_vf a, lt_vf b) { return _mm256_min_ps(a, b); }
 static inline lt_vf v_max(lt_vf a, lt_vf b) { return _mm256_max_ps(a, b); }
 static inline lt_vf v_abs(lt_vf a) { return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))); }
@@ -52,6 +53,11 @@ static inline __m256i lanes_below(int m) {
 }
 static inline lt_vf v_load_part(const float *p, int m) { return _mm256_maskload_ps(p, lanes_below(m)); }
 static inline void v_store_part(float *p, lt_vf v, int m) { _mm256_maskstore_ps(p, lanes_below(m), v); }
+
+static inline lt_vf v_swap_pairs(lt_vf v) { return _mm256_permute_ps(v, 0xB1); }
+static inline lt_vf v_load_dup2(const float *p) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+}
 
 static inline lt_vf v_dec_fp8(const uint8_t *p) {
     /* sign-extended byte << 7 puts the magnitude at f16 bits 7..13 and copies

@@ -28,6 +28,7 @@ static inline void v_store(float *p, lt_vf v) { _mm512_storeu_ps(p, v); }
 static inline lt_vf v_set1(float x) { return _mm512_set1_ps(x); }
 static inline lt_vf v_add(lt_vf a, lt_vf b) { return _mm512_add_ps(a, b); }
 static inline lt_vf v_mul(lt_vf a, lt_vf b) { return _mm512_mul_ps(a, b); }
+static inline lt_vf v_div(lt_vf a, lt_vf b) { return _mm512_div_ps(a, b); }
 static inline lt_vf v_min(lt_vf a, lt_vf b) { return _mm512_min_ps(a, b); }
 static inline lt_vf v_max(lt_vf a, lt_vf b) { return _mm512_max_ps(a, b); }
 static inline lt_vf v_abs(lt_vf a) { return _mm512_abs_ps(a); }
@@ -40,6 +41,11 @@ static inline lt_vf v_pow2(lt_vf n) {
 }
 static inline lt_vf v_load_part(const float *p, int m) { return _mm512_maskz_loadu_ps((__mmask16)((1u << m) - 1), p); }
 static inline void v_store_part(float *p, lt_vf v, int m) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << m) - 1), v); }
+static inline lt_vf v_swap_pairs(lt_vf v) { return _mm512_permute_ps(v, 0xB1); }
+static inline lt_vf v_load_dup2(const float *p) {
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                                 _mm512_castps256_ps512(_mm256_loadu_ps(p)));
+}
 
 static inline lt_vf v_dec_fp8(const uint8_t *p) {
     /* sign-extended byte << 7 puts the magnitude at f16 bits 7..13 and copies

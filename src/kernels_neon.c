@@ -23,6 +23,7 @@ static inline void v_store(float *p, lt_vf v) { vst1q_f32(p, v); }
 static inline lt_vf v_set1(float x) { return vdupq_n_f32(x); }
 static inline lt_vf v_add(lt_vf a, lt_vf b) { return vaddq_f32(a, b); }
 static inline lt_vf v_mul(lt_vf a, lt_vf b) { return vmulq_f32(a, b); }
+static inline lt_vf v_div(lt_vf a, lt_vf b) { return vdivq_f32(a, b); }
 static inline lt_vf v_min(lt_vf a, lt_vf b) { return vminq_f32(a, b); }
 static inline lt_vf v_max(lt_vf a, lt_vf b) { return vmaxq_f32(a, b); }
 static inline lt_vf v_abs(lt_vf a) { return vabsq_f32(a); }
@@ -44,6 +45,12 @@ static inline void v_store_part(float *p, lt_vf v, int m) {
     float t[4];
     vst1q_f32(t, v);
     memcpy(p, t, (size_t)m * sizeof *p);
+}
+
+static inline lt_vf v_swap_pairs(lt_vf v) { return vrev64q_f32(v); }
+static inline lt_vf v_load_dup2(const float *p) {
+    float32x2_t d = vld1_f32(p);
+    return vcombine_f32(vdup_lane_f32(d, 0), vdup_lane_f32(d, 1));
 }
 
 static inline lt_vf v_dec_fp8(const uint8_t *p) {

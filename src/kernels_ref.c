@@ -176,6 +176,64 @@ static void index_score_ref(const lt_weight *K, const lt_weight *Q, const float 
     }
 }
 
+/* spec 3.1 */
+static float rms_inv_ref(const float *x, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+}
+
+static void rmsnorm_ref(float *y, const float *x, const lt_vec *w, int64_t n, float eps) {
+    float r = rms_inv_ref(x, n, eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (w ? lt_vec_at(w, i) : 1.0f) * (x[i] * r);
+}
+
+/* spec 3.2 */
+static void rope_ref(float *x, const float *cs, int dim, int inverse) {
+    int half = dim / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[i], s = inverse ? -cs[half + i] : cs[half + i];
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = a * c - b * s;
+        x[2 * i + 1] = a * s + b * c;
+    }
+}
+
+/* spec 4.4 */
+static void swiglu_ref(float *g, const float *u, const float *wt, int64_t n, int64_t I, float limit, int bf16) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t i = 0; i < I; i++) {
+            float a = g[t * I + i], b = u[t * I + i];
+            if (limit > 0) {
+                a = a < limit ? a : limit;
+                b = b < -limit ? -limit : b > limit ? limit : b;
+            }
+            a = lt_silu(a) * b * (wt ? wt[t] : 1.0f);
+            g[t * I + i] = bf16 ? lt_round_bf16(a) : a;
+        }
+}
+
+/* spec 3.3 */
+static void mhc_collapse_ref(const float *X, const float *pre, int hc, int64_t D, float *x) {
+    for (int64_t d = 0; d < D; d++) {
+        float s = 0;
+        for (int i = 0; i < hc; i++) s += pre[i] * X[i * D + d];
+        x[d] = s;
+    }
+}
+
+static void mhc_expand_ref(float *X, const float *out, const float *post, const float *comb, int hc, int64_t D) {
+    float old[LT_MHC_MAX_HC];
+    for (int64_t d = 0; d < D; d++) {
+        for (int j = 0; j < hc; j++) old[j] = X[j * D + d];
+        for (int k = 0; k < hc; k++) {
+            float s = post[k] * out[d];
+            for (int j = 0; j < hc; j++) s += comb[j * hc + k] * old[j];
+            X[k * D + d] = s;
+        }
+    }
+}
+
 /* scalar fused multiply-adds on independent chains (the ref table's peak) */
 static double probe_fma_ref(int64_t iters) {
     enum { CHAINS = 10 };
@@ -206,5 +264,11 @@ const lt_kernels lt_kernels_ref = {
     .fake_quant_fp8 = lt_fake_quant_fp8,
     .attn_rows = attn_rows_ref,
     .index_score = index_score_ref,
+    .rms_inv = rms_inv_ref,
+    .rmsnorm = rmsnorm_ref,
+    .rope = rope_ref,
+    .swiglu = swiglu_ref,
+    .mhc_collapse = mhc_collapse_ref,
+    .mhc_expand = mhc_expand_ref,
     .probe_fma = probe_fma_ref,
 };

@@ -7,7 +7,7 @@
  * defines before including this header:
  *
  *   LT_VL                      floats per vector; lt_vf the vector type
- *   v_zero v_load v_store v_set1 v_add v_mul v_min v_max v_abs v_hsum v_hmax
+ *   v_zero v_load v_store v_set1 v_add v_mul v_div v_min v_max v_abs v_hsum v_hmax
  *   v_fma(a, b, c)             a*b + c, fused
  *   v_round(v)                 nearest integer, ties to even
  *   v_pow2(n)                  2^n for integral n in [-126, 127]
@@ -25,6 +25,8 @@
  *                              = scale of block i/4 (the blocks of such a group)
  *   v_round_e4m3(v)            |v| <= 448 rounded to the e4m3 grid (RNE)
  *   v_round_bf16(v)            rounded to bf16 (RNE), as f32
+ *   v_swap_pairs(v)            lanes 2i and 2i+1 exchanged
+ *   v_load_dup2(p)             LT_VL/2 floats, each in two lanes: lane i = p[i/2]
  *   v_transpose(v[LT_VL])      transposes an LT_VL x LT_VL tile in registers
  *   LT_MR_V, LT_NT             prefill register tile: LT_MR_V vectors of
  *                              weight rows times LT_NT activation rows
@@ -38,8 +40,10 @@
  *   - the e4m3 NaN codes 0x7F/0xFF decode as +-480 instead of NaN. Checkpoints
  *     never hold them (the reference quantiser clamps to +-448).
  * Activation quantisation (fake_quant_fp8, matmul_actq) is bit-identical to
- * the reference quantiser. attn_rows uses a polynomial exp (Cephes expf,
- * within 2 ulp) where ref calls expf.
+ * the reference quantiser, and so are rope, mhc_collapse and mhc_expand
+ * (same operations in the same order) and rmsnorm given its factor. attn_rows
+ * and swiglu use a polynomial exp (Cephes expf, within 2 ulp) where ref calls
+ * expf; rms_inv sums squares in fp32 lanes where ref sums in double.
  *
  * Dimension letters: n activation rows (tokens), r weight rows (outputs),
  * k weight columns (inputs). */
@@ -747,6 +751,114 @@ static void index_score_simd(const lt_weight *K, const lt_weight *Q, const float
     else index_score_any(LT_W_F32, K, q, wt, bf16, Q->rows, j0, j1, score);
 }
 
+/* ---- elementwise steps: RMSNorm, RoPE, SwiGLU, mHC (spec 3.1-3.3, 4.4) --- */
+
+/* four vectors of squares per step, so each lane sums n / (4 LT_VL) terms */
+static float rms_inv_simd(const float *x, int64_t n, float eps) {
+    lt_vf acc[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
+    int64_t i = 0;
+    for (; i + 4 * LT_VL <= n; i += 4 * LT_VL)
+        for (int a = 0; a < 4; a++) {
+            lt_vf v = v_load(x + i + a * LT_VL);
+            acc[a] = v_fma(v, v, acc[a]);
+        }
+    for (; i < n; i += LT_VL) {
+        lt_vf v = y_load(x + i, (int)LT_MIN(LT_VL, n - i));
+        acc[0] = v_fma(v, v, acc[0]);
+    }
+    double ss = 0.0;
+    for (int a = 0; a < 4; a++) ss += (double)v_hsum(acc[a]);
+    return (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+}
+
+/* m (<= LT_VL) weights from index i: F32 or BF16 as stored, 1 for no weight */
+LT_INLINE lt_vf vec_load(const lt_vec *w, int64_t i, int m) {
+    if (!w) return v_set1(1.0f);
+    if (w->dtype == LT_DT_BF16) {
+        const uint16_t *p = (const uint16_t *)w->data + i;
+        if (m >= LT_VL) return v_dec_bf16(p);
+        uint16_t t[LT_VL] = {0};
+        memcpy(t, p, (size_t)m * sizeof *t);
+        return v_dec_bf16(t);
+    }
+    return y_load((const float *)w->data + i, m);
+}
+
+static void rmsnorm_simd(float *y, const float *x, const lt_vec *w, int64_t n, float eps) {
+    lt_vf r = v_set1(rms_inv_simd(x, n, eps));
+    for (int64_t i = 0; i < n; i += LT_VL) {
+        int m = (int)LT_MIN(LT_VL, n - i);
+        y_store(y + i, v_mul(vec_load(w, i, m), v_mul(y_load(x + i, m), r)), m);
+    }
+}
+
+/* LT_VL/2 pairs: x c + swap(x) (s sg), sg = -1 in even lanes, 1 in odd ones
+ * (inverse: the opposite), so even lanes get a c - b s and odd a s + b c */
+LT_INLINE void rope_step(float *x, const float *c, const float *s, lt_vf sg) {
+    lt_vf v = v_load(x);
+    v_store(x, v_add(v_mul(v, v_load_dup2(c)), v_mul(v_swap_pairs(v), v_mul(v_load_dup2(s), sg))));
+}
+
+static void rope_simd(float *x, const float *cs, int dim, int inverse) {
+    enum { P = LT_VL / 2 }; /* pairs per vector */
+    static const float sg[2][16] = {{-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1},
+                                    {1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1}};
+    _Static_assert(LT_VL <= 16, "sg holds 16 lanes");
+    const int half = dim / 2;
+    lt_vf vsg = v_load(sg[inverse != 0]);
+    int i = 0;
+    for (; i + P <= half; i += P) rope_step(x + 2 * i, cs + i, cs + half + i, vsg);
+    if (i == half) return;
+    float xt[LT_VL] = {0}, c[P] = {0}, s[P] = {0}; /* the ragged pairs, zero padded */
+    memcpy(xt, x + 2 * i, sizeof(float) * (size_t)(2 * (half - i)));
+    memcpy(c, cs + i, sizeof(float) * (size_t)(half - i));
+    memcpy(s, cs + half + i, sizeof(float) * (size_t)(half - i));
+    rope_step(xt, c, s, vsg);
+    memcpy(x + 2 * i, xt, sizeof(float) * (size_t)(2 * (half - i)));
+}
+
+static void swiglu_simd(float *g, const float *u, const float *wt, int64_t n, int64_t I, float limit, int bf16) {
+    const lt_vf one = v_set1(1.0f), neg = v_set1(-1.0f), hi = v_set1(limit), lo = v_set1(-limit);
+    for (int64_t t = 0; t < n; t++) {
+        lt_vf w = v_set1(wt ? wt[t] : 1.0f);
+        for (int64_t i = 0; i < I; i += LT_VL) {
+            int m = (int)LT_MIN(LT_VL, I - i);
+            float *gi = g + t * I + i;
+            lt_vf a = y_load(gi, m), b = y_load(u + t * I + i, m);
+            if (limit > 0) {
+                a = v_min(a, hi);
+                b = v_max(v_min(b, hi), lo);
+            }
+            lt_vf y = v_mul(v_mul(v_div(a, v_add(one, v_exp(v_mul(a, neg)))), b), w);
+            y_store(gi, bf16 ? v_round_bf16(y) : y, m);
+        }
+    }
+}
+
+static void mhc_collapse_simd(const float *X, const float *pre, int hc, int64_t D, float *x) {
+    for (int64_t d = 0; d < D; d += LT_VL) {
+        int m = (int)LT_MIN(LT_VL, D - d);
+        lt_vf s = v_zero();
+        for (int i = 0; i < hc; i++) s = v_add(s, v_mul(v_set1(pre[i]), y_load(X + i * D + d, m)));
+        y_store(x + d, s, m);
+    }
+}
+
+/* a column slice of every stream is read before any is written */
+static void mhc_expand_simd(float *X, const float *out, const float *post, const float *comb, int hc, int64_t D) {
+    lt_vf old[LT_MHC_MAX_HC];
+    for (int64_t d = 0; d < D; d += LT_VL) {
+        int m = (int)LT_MIN(LT_VL, D - d);
+        for (int j = 0; j < hc; j++) old[j] = y_load(X + j * D + d, m);
+        lt_vf o = y_load(out + d, m);
+        for (int k = 0; k < hc; k++) {
+            lt_vf s = v_mul(v_set1(post[k]), o);
+            for (int j = 0; j < hc; j++) s = v_add(s, v_mul(v_set1(comb[j * hc + k]), old[j]));
+            y_store(X + k * D + d, s, m);
+        }
+    }
+}
+
 /* ---- peak FMA probe ----------------------------------------------------- */
 
 #define LT_PROBE_CHAINS 10 /* independent FMA chains: covers 2 units x 5 cycles of latency */
@@ -797,6 +909,12 @@ LT_DEFINE_MATMUL(fp4, LT_W_FP4)
                     [LT_W_FP8] = matmul_actq_fp8_simd, [LT_W_FP4] = matmul_actq_fp4_simd},              \
     .fake_quant_fp8 = fake_quant_fp8_simd,                                                              \
     .attn_rows = attn_rows_simd,                                                                        \
+    .rms_inv = rms_inv_simd,                                                                            \
+    .rmsnorm = rmsnorm_simd,                                                                            \
+    .rope = rope_simd,                                                                                  \
+    .swiglu = swiglu_simd,                                                                              \
+    .mhc_collapse = mhc_collapse_simd,                                                                  \
+    .mhc_expand = mhc_expand_simd,                                                                      \
     .probe_fma = probe_fma_simd
 
 #endif

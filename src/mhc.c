@@ -1,10 +1,9 @@
-/* Manifold-constrained hyper-connections (spec 3.3): mixes, Sinkhorn,
- * collapse and expand. Everything in fp32, as in the reference and HF. */
+/* Manifold-constrained hyper-connections (spec 3.3): mixes and Sinkhorn;
+ * collapse and expand are kernels. Everything in fp32, as in the reference
+ * and HF. */
 #include "mhc.h"
+#include "kernels.h"
 #include "linear.h"
-
-#include <math.h>
-#include <string.h>
 
 /* The projections of n flattened token streams, each scaled by the RMS
  * factor of its own hc*D values: m[t] = (fn . X[t]) / rms(X[t]) */
@@ -12,10 +11,7 @@ static void project_normed(const lt_weight *fn, const float *X, int64_t n, int64
                            float *m) {
     lt_linear(fn, X, n, m);
     for (int64_t t = 0; t < n; t++) {
-        const float *x = X + t * width;
-        double ss = 0.0;
-        for (int64_t i = 0; i < width; i++) ss += (double)x[i] * x[i];
-        float r = (float)(1.0 / sqrt(ss / (double)width + rms_eps));
+        float r = lt_kern()->rms_inv(X + t * width, width, rms_eps);
         for (int64_t j = 0; j < fn->rows; j++) m[t * fn->rows + j] *= r;
     }
 }
@@ -52,24 +48,6 @@ void lt_mhc_split(const lt_mhc_site *w, const float *m, int hc, int sinkhorn_ite
     lt_mhc_sinkhorn(comb, hc, sinkhorn_iters, hc_eps);
 }
 
-void lt_mhc_collapse(const float *X, const float *pre, int hc, int64_t D, float *x) {
-    for (int64_t d = 0; d < D; d++) {
-        float s = 0;
-        for (int i = 0; i < hc; i++) s += pre[i] * X[i * D + d];
-        x[d] = s;
-    }
-}
-
-void lt_mhc_expand(float *X, const float *out, const float *post, const float *comb, int hc, int64_t D,
-                   float *tmp) {
-    memcpy(tmp, X, (size_t)(hc * D) * sizeof *X);
-    for (int k = 0; k < hc; k++) {
-        float *xk = X + k * D;
-        for (int64_t d = 0; d < D; d++) xk[d] = post[k] * out[d];
-        for (int j = 0; j < hc; j++) lt_axpy(xk, comb[j * hc + k], tmp + j * D, D);
-    }
-}
-
 void lt_mhc_site_mixes(const lt_mhc_site *w, const float *X, int64_t n, int hc, int64_t D,
                        int sinkhorn_iters, float hc_eps, float rms_eps,
                        float *mix, float *pre, float *post, float *comb) {
@@ -86,6 +64,6 @@ void lt_mhc_head_collapse(const lt_mhc_head *w, const float *X, int64_t n, int h
     for (int64_t t = 0; t < n; t++) {
         float *pre = mix + t * hc;
         for (int i = 0; i < hc; i++) pre[i] = lt_sigmoid(pre[i] * scale + lt_vec_at(&w->base, i)) + hc_eps;
-        lt_mhc_collapse(X + t * hc * D, pre, hc, D, y + t * D);
+        lt_kern()->mhc_collapse(X + t * hc * D, pre, hc, D, y + t * D);
     }
 }

@@ -7,6 +7,9 @@
  * collapses with the site's own pre, and the head collapses the streams
  * once more with pre only; V4.1 (single-pass) collapses with the pre of the
  * site before and has no head mixes (the order lives in src/forward.c).
+ * The O(hc*D) steps are kernels (kernels.h): the RMS factor of the
+ * projections (rms_inv), collapse and expand; the O(hc^2) mixes and Sinkhorn
+ * on hc x hc stay here in scalar code.
  *
  * Dimension letters: n tokens, hc streams, D hidden, M = (2 + hc) * hc mixes. */
 #ifndef LT_MHC_H
@@ -38,14 +41,6 @@ void lt_mhc_split(const lt_mhc_site *w, const float *m, int hc, int sinkhorn_ite
 /* In-place Sinkhorn-Knopp on c[hc][hc] after the row softmax: +eps, column
  * normalise, then (row, column) x (iters - 1), each divided by sum + eps. */
 void lt_mhc_sinkhorn(float *c, int hc, int iters, float eps);
-
-/* x[D] = sum_i pre[i] * X[i] */
-void lt_mhc_collapse(const float *X, const float *pre, int hc, int64_t D, float *x);
-
-/* X[k] <- post[k] * out + sum_j comb[j][k] * X[j] (the sum runs over the
- * first index), in place; tmp holds hc*D floats. */
-void lt_mhc_expand(float *X, const float *out, const float *post, const float *comb, int hc, int64_t D,
-                   float *tmp);
 
 /* The site's pre/post/comb for n tokens X[n, hc, D]: mix receives the raw
  * projections [n, M]; pre, post [n, hc] and comb [n, hc, hc] the mixes. */

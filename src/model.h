@@ -73,7 +73,6 @@ struct lt_context {
     float *pre, *post;       /* [nb, hc] */
     float *carry;            /* [nb, hc] V4.1 single-pass mHC: the pre the next site collapses with */
     float *comb;             /* [nb, hc, hc] */
-    float *tmp;              /* [hc, D] */
     lt_attn_scratch attn;
     lt_moe_scratch moe;
     float *mtp_in;           /* [nb, hc, D] trunk rows fed to the MTP head */

@@ -1,6 +1,7 @@
 /* Mixture of experts (spec 4.4, 5.2): sqrt-softplus gate, hash or biased top-k
  * routing, clamped SwiGLU experts and the shared expert. */
 #include "moe.h"
+#include "kernels.h"
 #include "util.h"
 
 #include <math.h>
@@ -51,16 +52,7 @@ static void expert_ffn(const lt_weight *w1, const lt_weight *w3, const lt_weight
     float L = (float)cfg->swiglu_limit;
     lt_num_linear(nm, w1, x, n, s->g1, LT_LIN_QUANT);
     lt_num_linear(nm, w3, x, n, s->u, LT_LIN_QUANT);
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t i = 0; i < I; i++) {
-            float g = s->g1[t * I + i], u = s->u[t * I + i];
-            if (L > 0) {
-                g = g < L ? g : L;
-                u = u < -L ? -L : u > L ? L : u;
-            }
-            s->g1[t * I + i] = lt_silu(g) * u * (wt ? wt[t] : 1.0f);
-        }
-    lt_num_store(nm, s->g1, n * I);
+    lt_kern()->swiglu(s->g1, s->u, wt, n, I, L, lt_num_ref(nm));
     lt_num_linear(nm, w2, s->g1, n, y, LT_LIN_QUANT);
 }
 

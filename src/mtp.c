@@ -1,5 +1,6 @@
 /* The MTP head (spec 4.6): one extra block fed by the trunk's residual
  * streams and the next token's embedding, with its own hc_head and norm. */
+#include "kernels.h"
 #include "model.h"
 
 #include <string.h>
@@ -11,11 +12,11 @@ static void mtp_inputs(lt_context *c, const lt_mtp *t, const float *Xp, const in
     float eps = (float)m->cfg.rms_norm_eps;
     for (int64_t r = 0; r < n; r++) {
         lt_weight_row(&m->embed, next[r], c->x + r * D);
-        lt_rmsnorm(c->x + r * D, c->x + r * D, &t->enorm, D, eps);
+        lt_kern()->rmsnorm(c->x + r * D, c->x + r * D, &t->enorm, D, eps);
     }
     lt_num_store(&c->num, c->x, n * D);
     lt_num_linear(&c->num, &t->e_proj, c->x, n, c->out, LT_LIN_QUANT);
-    for (int64_t r = 0; r < n * hc; r++) lt_rmsnorm(x + r * D, Xp + r * D, &t->hnorm, D, eps);
+    for (int64_t r = 0; r < n * hc; r++) lt_kern()->rmsnorm(x + r * D, Xp + r * D, &t->hnorm, D, eps);
     lt_num_store(&c->num, x, n * hc * D);
     lt_num_linear(&c->num, &t->h_proj, x, n * hc, c->mtp_h, LT_LIN_QUANT);
     for (int64_t r = 0; r < n; r++)

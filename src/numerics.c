@@ -1,5 +1,6 @@
 /* Rounding points of the REFERENCE numeric mode (spec 3.4-3.6). */
 #include "numerics.h"
+#include "kernels.h"
 #include "linear.h"
 #include "ops.h"
 #include "quant.h"
@@ -42,7 +43,7 @@ void lt_num_qat_fp4(const lt_num *nm, float *x, int64_t n, int64_t stride) {
  * mean - an fp32 sum rounded once -, + eps, rsqrt, the product) */
 void lt_num_q_rescale(const lt_num *nm, float *q, int64_t n, float eps) {
     if (!lt_num_ref(nm)) {
-        lt_rmsnorm(q, q, NULL, n, eps);
+        lt_kern()->rmsnorm(q, q, NULL, n, eps);
         return;
     }
     double ss = 0.0;

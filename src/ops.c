@@ -22,15 +22,6 @@ int64_t lt_vec_i64(const lt_vec *v, int64_t i) {
     return x;
 }
 
-void lt_rmsnorm(float *y, const float *x, const lt_vec *w, int64_t n, float eps) {
-    /* the mean of squares in double: the oracle's fp32 reduction order is not
-     * ours, and double keeps our side well inside its error */
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-    for (int64_t i = 0; i < n; i++) y[i] = (w ? lt_vec_at(w, i) : 1.0f) * (x[i] * r);
-}
-
 float lt_dot(const float *a, const float *b, int64_t n) {
     float acc[8] = {0}, s = 0;
     int64_t i = 0;

@@ -1,7 +1,8 @@
 /* Elementwise operations of the forward pass, in plain C on fp32 rows:
- * RMSNorm (spec 3.1), softmax, SiLU, sigmoid, softplus and the normalised
- * Walsh-Hadamard transform of the indexer (spec 3.5). Matrix products are
- * not here: they go through lt_linear.
+ * softmax, SiLU, sigmoid, softplus and the normalised Walsh-Hadamard
+ * transform of the indexer (spec 3.5). Matrix products are not here: they go
+ * through lt_linear; nor are the row steps on every token's hot path
+ * (RMSNorm, RoPE, SwiGLU, mHC collapse/expand): they are kernels (kernels.h).
  *
  * Small weight vectors (norm weights, sinks, biases, ape, mHC parameters,
  * tid2eid) are lt_vec views into the checkpoint mapping, read element by
@@ -24,10 +25,6 @@ typedef struct {
 
 float lt_vec_at(const lt_vec *v, int64_t i);     /* F32 or BF16 element as fp32 */
 int64_t lt_vec_i64(const lt_vec *v, int64_t i);  /* I64 element */
-
-/* y[i] = w[i] * x[i] / sqrt(mean(x^2) + eps) over n elements; w NULL means
- * no weight (the parameter-free q rescale, spec 4.3 step 3). y may be x. */
-void lt_rmsnorm(float *y, const float *x, const lt_vec *w, int64_t n, float eps);
 
 /* sum_i a[i] b[i], in eight interleaved partial sums (vectorisable, so
  * the order differs from a plain loop's). */

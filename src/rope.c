@@ -37,13 +37,3 @@ void lt_rope_angles(const lt_rope *r, int64_t pos, float *cs) {
         cs[half + i] = (float)sin((double)a);
     }
 }
-
-void lt_rope_apply(float *x, const float *cs, int dim, int inverse) {
-    int half = dim / 2;
-    for (int i = 0; i < half; i++) {
-        float c = cs[i], s = inverse ? -cs[half + i] : cs[half + i];
-        float a = x[2 * i], b = x[2 * i + 1];
-        x[2 * i] = a * c - b * s;
-        x[2 * i + 1] = a * s + b * c;
-    }
-}

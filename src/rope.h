@@ -5,7 +5,8 @@
  * compress ratio: ratio 0 (and MTP) uses rope_theta without YaRN; ratio > 0
  * uses compress_rope_theta with YaRN when the config has rope_scaling. The
  * same table serves that layer's q, window KV, compressed entries and
- * indexer q/k. There is no YaRN magnitude scaling (mscale). */
+ * indexer q/k. There is no YaRN magnitude scaling (mscale). The rotation
+ * itself is the kernel lt_kern()->rope (kernels.h). */
 #ifndef LT_ROPE_H
 #define LT_ROPE_H
 
@@ -27,8 +28,5 @@ void lt_rope_init(lt_rope *r, int dim, double base, int yarn, const lt_config *c
 
 /* The rotation at position pos: cs[i] = cos(pos*w_i), cs[dim/2 + i] = sin. */
 void lt_rope_angles(const lt_rope *r, int64_t pos, float *cs);
-
-/* Rotates x[0..dim) in place by the angles cs (inverse: by the conjugate). */
-void lt_rope_apply(float *x, const float *cs, int dim, int inverse);
 
 #endif

@@ -7,7 +7,9 @@
  * and apply block scales per weight in prefill, so a product may differ from
  * ref by rounding only: |simd - ref| <= 1e-5 * sum_c |w_rc x_c| (a K = 400
  * fp32 dot has a typical relative error near 1e-6). Single products (one-hot
- * activations) and the activation quantiser itself must be bit-identical. */
+ * activations) and the activation quantiser itself must be bit-identical.
+ * The elementwise kernels (RMSNorm, RoPE, SwiGLU, mHC collapse and expand)
+ * state their tolerances at their tests. */
 #include "kernels.h"
 #include "util.h"
 #include "linear.h"
@@ -504,4 +506,146 @@ LT_TEST(kernels, index_score_amx) {
                 free_weight(&K);
                 free_weight(&Q);
             }
+}
+
+/* ---- elementwise kernels: shapes with ragged tails at every vector width -- */
+
+static const int64_t elem_n[] = {1, 2, 7, 15, 16, 17, 33, 100, 4096 + 3, 7168 + 5};
+#define N_ELEM (sizeof elem_n / sizeof elem_n[0])
+
+/* ulps of ref between a and ref (0 when equal, bit for bit) */
+static double ulps(float a, float ref) {
+    if (!memcmp(&a, &ref, sizeof a)) return 0.0;
+    float u = nextafterf(fabsf(ref), INFINITY) - fabsf(ref);
+    return fabs((double)a - ref) / u;
+}
+
+/* rms_inv within 1e-6 relative of ref's double sum (fp32 lanes); rmsnorm
+ * bit-identical to w * (x * r) with the table's own factor r, for no, F32
+ * (misaligned) and BF16 weights */
+LT_TEST(kernels, rmsnorm_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {11};
+    for (size_t si = 0; si < N_ELEM; si++) {
+        int64_t n = elem_n[si];
+        float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+        float *wf = malloc(sizeof(float) * (size_t)(n + 1));
+        uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = runif(&g) * (i % 5 == 0 ? 30.0f : 1.0f);
+            wf[i + 1] = 1.0f + runif(&g);
+            wb[i] = lt_f32_to_bf16(1.0f + runif(&g));
+        }
+        const lt_vec vf = {.dtype = LT_DT_F32, .data = wf + 1, .n = n, .name = "w"},
+                     vb = {.dtype = LT_DT_BF16, .data = wb, .n = n, .name = "w"};
+        const lt_vec *ws[3] = {NULL, &vf, &vb};
+        float rr = lt_kernels_ref.rms_inv(x, n, 1e-6f);
+        for (int ti = 0; ti < nt; ti++) {
+            float r = tables[ti]->rms_inv(x, n, 1e-6f);
+            CHECKF(fabs((double)r / rr - 1.0) <= 1e-6, "%s n %lld: rms_inv %.9g, ref %.9g", tables[ti]->name,
+                   (long long)n, r, rr);
+            for (int wi = 0; wi < 3; wi++) {
+                tables[ti]->rmsnorm(y, x, ws[wi], n, 1e-6f);
+                int bad = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    float want = (ws[wi] ? lt_vec_at(ws[wi], i) : 1.0f) * (x[i] * r);
+                    bad += memcmp(&want, &y[i], sizeof want) != 0;
+                }
+                CHECKF(!bad, "%s n %lld weights %d: %d values differ", tables[ti]->name, (long long)n, wi, bad);
+            }
+        }
+        free(x), free(y), free(wf), free(wb);
+    }
+}
+
+/* rope, forward and inverse, bit-identical to ref (pairs of ragged count) */
+LT_TEST(kernels, rope_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {12};
+    static const int dims[] = {2, 6, 8, 14, 30, 32, 34, 64, 66, 510};
+    float x[512], cs[512], a[512], b[512];
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int inv = 0; inv < 2; inv++) {
+            int dim = dims[di];
+            for (int i = 0; i < dim; i++) x[i] = 4.0f * runif(&g);
+            for (int i = 0; i < dim / 2; i++) {
+                float ang = 3.0f * runif(&g);
+                cs[i] = cosf(ang);
+                cs[dim / 2 + i] = sinf(ang);
+            }
+            memcpy(a, x, sizeof(float) * (size_t)dim);
+            lt_kernels_ref.rope(a, cs, dim, inv);
+            for (int ti = 0; ti < nt; ti++) {
+                memcpy(b, x, sizeof(float) * (size_t)dim);
+                tables[ti]->rope(b, cs, dim, inv);
+                CHECKF(!memcmp(a, b, sizeof(float) * (size_t)dim), "%s dim %d inverse %d", tables[ti]->name, dim, inv);
+            }
+        }
+}
+
+/* swiglu within 8 ulp of ref (the polynomial exp; 4 seen); rounded to bf16, within
+ * one bf16 ulp (2^16 fp32 ulps) at a tie, otherwise equal */
+LT_TEST(kernels, swiglu_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {13};
+    enum { ROWS = 3 };
+    for (size_t si = 0; si < N_ELEM; si++) {
+        int64_t I = elem_n[si], n = I > 5000 ? 1 : ROWS, m = n * I;
+        float *g0 = malloc(sizeof(float) * (size_t)m), *u = malloc(sizeof(float) * (size_t)m);
+        float *a = malloc(sizeof(float) * (size_t)m), *b = malloc(sizeof(float) * (size_t)m), wt[ROWS];
+        for (int64_t i = 0; i < m; i++) g0[i] = 12.0f * runif(&g), u[i] = 12.0f * runif(&g);
+        for (int t = 0; t < ROWS; t++) wt[t] = 0.5f + runif(&g);
+        for (int c = 0; c < 8; c++) {
+            float limit = c & 1 ? 7.0f : 0.0f;
+            const float *w = c & 2 ? wt : NULL;
+            int bf16 = c >> 2;
+            memcpy(a, g0, sizeof(float) * (size_t)m);
+            lt_kernels_ref.swiglu(a, u, w, n, I, limit, bf16);
+            for (int ti = 0; ti < nt; ti++) {
+                memcpy(b, g0, sizeof(float) * (size_t)m);
+                tables[ti]->swiglu(b, u, w, n, I, limit, bf16);
+                double worst = 0.0;
+                for (int64_t i = 0; i < m; i++) worst = fmax(worst, ulps(b[i], a[i]));
+                CHECKF(worst <= (bf16 ? 65536.0 : 8.0), "%s I %lld limit %g weights %d bf16 %d: %g ulps",
+                       tables[ti]->name, (long long)I, limit, w != NULL, bf16, worst);
+            }
+        }
+        free(g0), free(u), free(a), free(b);
+    }
+}
+
+/* mHC collapse and expand bit-identical to ref, 1 to 5 streams */
+LT_TEST(kernels, mhc_vs_ref) {
+    const lt_kernels *tables[4];
+    int nt = simd_tables(tables);
+    rng g = {14};
+    for (int hc = 1; hc <= 5; hc++)
+        for (size_t si = 0; si < N_ELEM; si++) {
+            int64_t D = elem_n[si], m = hc * D;
+            float *X = malloc(sizeof(float) * (size_t)m), *a = malloc(sizeof(float) * (size_t)m);
+            float *b = malloc(sizeof(float) * (size_t)m), *out = malloc(sizeof(float) * (size_t)D);
+            float pre[5], post[5], comb[25];
+            for (int64_t i = 0; i < m; i++) X[i] = runif(&g);
+            for (int64_t i = 0; i < D; i++) out[i] = runif(&g);
+            for (int i = 0; i < hc; i++) pre[i] = runif(&g), post[i] = 2.0f * runif(&g);
+            for (int i = 0; i < hc * hc; i++) comb[i] = runif(&g);
+            lt_kernels_ref.mhc_collapse(X, pre, hc, D, a);
+            for (int ti = 0; ti < nt; ti++) {
+                tables[ti]->mhc_collapse(X, pre, hc, D, b);
+                CHECKF(!memcmp(a, b, sizeof(float) * (size_t)D), "%s collapse hc %d D %lld", tables[ti]->name, hc,
+                       (long long)D);
+            }
+            memcpy(a, X, sizeof(float) * (size_t)m);
+            lt_kernels_ref.mhc_expand(a, out, post, comb, hc, D);
+            for (int ti = 0; ti < nt; ti++) {
+                memcpy(b, X, sizeof(float) * (size_t)m);
+                tables[ti]->mhc_expand(b, out, post, comb, hc, D);
+                CHECKF(!memcmp(a, b, sizeof(float) * (size_t)m), "%s expand hc %d D %lld", tables[ti]->name, hc,
+                       (long long)D);
+            }
+            free(X), free(a), free(b), free(out);
+        }
 }

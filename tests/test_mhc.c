@@ -3,6 +3,7 @@
  * iterations), doubly stochastic comb, and the direction of the expand sum. */
 #include "test.h"
 
+#include "kernels.h"
 #include "mhc.h"
 
 #include <math.h>
@@ -54,10 +55,10 @@ LT_TEST(mhc, expand_sums_over_first_index) {
     enum { HC = 2, D = 3 };
     float X[HC * D] = {1, 2, 3, 10, 20, 30}, out[D] = {0.5f, -1, 2}, post[HC] = {2, 3};
     const float comb[HC * HC] = {0.9f, 0.1f, 0.3f, 0.7f}, pre[HC] = {0.25f, 0.5f};
-    float tmp[HC * D], x[D];
-    lt_mhc_collapse(X, pre, HC, D, x);
+    float x[D];
+    lt_kern()->mhc_collapse(X, pre, HC, D, x);
     for (int d = 0; d < D; d++) CHECK(fabsf(x[d] - (0.25f * X[d] + 0.5f * X[D + d])) < 1e-6f);
-    lt_mhc_expand(X, out, post, comb, HC, D, tmp);
+    lt_kern()->mhc_expand(X, out, post, comb, HC, D);
     const float want[HC * D] = {2 * 0.5f + 0.9f * 1 + 0.3f * 10, 2 * -1 + 0.9f * 2 + 0.3f * 20, 2 * 2 + 0.9f * 3 + 0.3f * 30,
                                 3 * 0.5f + 0.1f * 1 + 0.7f * 10, 3 * -1 + 0.1f * 2 + 0.7f * 20, 3 * 2 + 0.1f * 3 + 0.7f * 30};
     for (int i = 0; i < HC * D; i++) CHECKF(fabsf(X[i] - want[i]) < 1e-5f, "X[%d] = %g want %g", i, X[i], want[i]);

@@ -3,6 +3,7 @@
  * sliding layers, interleaved pairs, the inverse, and relative positions. */
 #include "test.h"
 
+#include "kernels.h"
 #include "rope.h"
 
 #include <math.h>
@@ -50,9 +51,9 @@ LT_TEST(rope, interleaved_pairs_inverse_and_relative_position) {
     /* pair 0 turns by pos * 1 rad: (1, 0) -> (cos 3, sin 3) */
     memcpy(y, x, sizeof x);
     lt_rope_angles(&r, 3, cs);
-    lt_rope_apply(y, cs, 8, 0);
+    lt_kern()->rope(y, cs, 8, 0);
     CHECK(fabsf(y[0] - cosf(3)) < 1e-6f && fabsf(y[1] - sinf(3)) < 1e-6f);
-    lt_rope_apply(y, cs, 8, 1);
+    lt_kern()->rope(y, cs, 8, 1);
     for (int i = 0; i < 8; i++) CHECKF(fabsf(y[i] - x[i]) < 1e-5f, "inverse: y[%d] = %g want %g", i, y[i], x[i]);
     /* q(p) . k(p - 5) does not depend on p */
     float q[8] = {0.3f, -1, 2, 0.5f, 1, 1, -0.2f, 0.7f}, dots[3];
@@ -61,9 +62,9 @@ LT_TEST(rope, interleaved_pairs_inverse_and_relative_position) {
         memcpy(qa, q, sizeof q);
         memcpy(ka, x, sizeof x);
         lt_rope_angles(&r, 10 + 7 * s, cs);
-        lt_rope_apply(qa, cs, 8, 0);
+        lt_kern()->rope(qa, cs, 8, 0);
         lt_rope_angles(&r, 5 + 7 * s, cs);
-        lt_rope_apply(ka, cs, 8, 0);
+        lt_kern()->rope(ka, cs, 8, 0);
         dots[s] = 0;
         for (int i = 0; i < 8; i++) dots[s] += qa[i] * ka[i];
     }
