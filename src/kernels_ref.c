@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The activations a row product reads: x itself or, with act_block, each
@@ -81,13 +82,20 @@ static float row_dot_fp4(const lt_weight *W, int64_t r, act_cursor *x) {
                                         float *Y, int64_t ldy, int64_t r0, int64_t r1,      \
                                         int act_block) {                                    \
         act_cursor a;                                                                       \
+        float *xq = act_block ? malloc(sizeof(float) * (size_t)W->cols) : NULL;             \
         a.n = W->cols;                                                                      \
-        a.block = act_block;                                                                \
+        a.block = xq ? 0 : act_block; /* no buffer: the cursor quantises block by block */  \
         for (int64_t t = 0; t < n; t++) {                                                   \
             a.x = X + t * W->cols;                                                          \
+            if (xq) { /* the row's round trip once, not once per output row */             \
+                memcpy(xq, a.x, sizeof(float) * (size_t)W->cols);                           \
+                lt_fake_quant_fp8(xq, W->cols, act_block);                                  \
+                a.x = xq;                                                                   \
+            }                                                                               \
             a.b0 = -1;                                                                      \
             for (int64_t r = r0; r < r1; r++) Y[t * ldy + r] = row_dot_##fmt(W, r, &a);     \
         }                                                                                   \
+        free(xq);                                                                           \
     }                                                                                       \
     static void matmul_##fmt##_ref(const lt_weight *W, const float *X, int64_t n,           \
                                    float *Y, int64_t ldy, int64_t r0, int64_t r1) {         \
@@ -103,55 +111,69 @@ static float (*const row_dot[LT_W_COUNT])(const lt_weight *, int64_t, act_cursor
     [LT_W_F32] = row_dot_f32, [LT_W_BF16] = row_dot_bf16, [LT_W_FP8] = row_dot_fp8, [LT_W_FP4] = row_dot_fp4,
 };
 
-/* spec 3.6: one head at a time, each row unpacked as it is read, the
- * softmax as kernels.h states it: REFERENCE the online one block by block,
- * EXACT the max and sum first, then normalised weights */
-static float attn_score_ref(const float *qh, const lt_kv_fmt *f, const uint8_t *row, float scale, float *v) {
-    if (!row) return -INFINITY;
+/* spec 3.6: per block of slots its rows are unpacked once, then each head
+ * runs the softmax as kernels.h states it: REFERENCE the online one block by
+ * block, EXACT the max and sum over all blocks first (a pass of its own),
+ * then normalised weights */
+static _Thread_local float attn_tile[LT_ATTN_BLOCK * LT_ATTN_MAX_DIM];
+
+static int attn_unpack_block(const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows, int64_t b,
+                             int64_t n_rows) {
+    int nb = (int)(n_rows - b < LT_ATTN_BLOCK ? n_rows - b : LT_ATTN_BLOCK);
+    for (int j = 0; j < nb; j++)
+        if (rows[b + j]) lt_kv_unpack(&f[b + j >= n_first], rows[b + j], attn_tile + j * f->d);
+    return nb;
+}
+
+static float attn_score_ref(const float *qh, const float *v, int64_t d, float scale) {
     float s = 0.0f;
-    lt_kv_unpack(f, row, v);
-    for (int64_t c = 0; c < f->d; c++) s += qh[c] * v[c];
+    for (int64_t c = 0; c < d; c++) s += qh[c] * v[c];
     return s * scale;
 }
 
 static void attn_rows_ref(const float *q, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
                           int64_t n_rows, const float *sink, float scale, int ref, int64_t h0, int64_t h1, float *o) {
     const int64_t d = f->d;
-    float v[LT_ATTN_MAX_DIM], p[LT_ATTN_BLOCK];
-    for (int64_t h = h0; h < h1; h++) {
-        const float *qh = q + h * d;
-        float *oh = o + h * d, m = ref || !sink ? -INFINITY : sink[h], mul = 1.0f;
-        double sum = 0.0;
-        memset(oh, 0, sizeof(float) * (size_t)d);
-        if (n_rows == 0) continue;
-        for (int64_t j = 0; j < n_rows && !ref; j++) { /* EXACT: max and sum first */
-            float s = attn_score_ref(qh, &f[j >= n_first], rows[j], scale, v), mx = fmaxf(m, s);
-            sum = sum * exp((double)m - (double)mx) + (rows[j] ? expf(s - mx) : 0.0f);
-            m = mx;
-        }
-        if (!ref) mul = (float)(1.0 / (sum + (sink ? exp((double)sink[h] - (double)m) : 0.0)));
-        for (int64_t b = 0; b < n_rows; b += LT_ATTN_BLOCK) {
-            int64_t nb = n_rows - b < LT_ATTN_BLOCK ? n_rows - b : LT_ATTN_BLOCK;
-            float mx = m, bsum = 0.0f;
-            for (int64_t j = 0; j < nb; j++) mx = fmaxf(mx, p[j] = attn_score_ref(qh, &f[b + j >= n_first], rows[b + j], scale, v));
-            float r = expf(m - mx);
-            for (int64_t j = 0; j < nb; j++) {
+    float m[LT_ATTN_MAX_HEADS], mul[LT_ATTN_MAX_HEADS], p[LT_ATTN_BLOCK];
+    double sum[LT_ATTN_MAX_HEADS];
+    memset(o + h0 * d, 0, sizeof(float) * (size_t)((h1 - h0) * d));
+    if (n_rows == 0) return;
+    for (int64_t h = h0; h < h1; h++) m[h - h0] = ref || !sink ? -INFINITY : sink[h], sum[h - h0] = 0.0, mul[h - h0] = 1.0f;
+    for (int64_t b = 0; b < n_rows && !ref; b += LT_ATTN_BLOCK) { /* EXACT: max and sum first */
+        int nb = attn_unpack_block(f, n_first, rows, b, n_rows);
+        for (int64_t h = h0; h < h1; h++)
+            for (int j = 0; j < nb; j++) {
+                float *mh = &m[h - h0], s = rows[b + j] ? attn_score_ref(q + h * d, attn_tile + j * d, d, scale) : -INFINITY;
+                float mx = fmaxf(*mh, s);
+                sum[h - h0] = sum[h - h0] * exp((double)*mh - (double)mx) + (rows[b + j] ? expf(s - mx) : 0.0f);
+                *mh = mx;
+            }
+    }
+    for (int64_t h = h0; h < h1 && !ref; h++)
+        mul[h - h0] = (float)(1.0 / (sum[h - h0] + (sink ? exp((double)sink[h] - (double)m[h - h0]) : 0.0)));
+    for (int64_t b = 0; b < n_rows; b += LT_ATTN_BLOCK) {
+        int nb = attn_unpack_block(f, n_first, rows, b, n_rows);
+        for (int64_t h = h0; h < h1; h++) {
+            float *oh = o + h * d, mx = m[h - h0], bsum = 0.0f;
+            for (int j = 0; j < nb; j++)
+                mx = fmaxf(mx, p[j] = rows[b + j] ? attn_score_ref(q + h * d, attn_tile + j * d, d, scale) : -INFINITY);
+            float r = expf(m[h - h0] - mx);
+            for (int j = 0; j < nb; j++) {
                 float e = rows[b + j] ? expf(p[j] - mx) : 0.0f;
                 bsum += e;
-                p[j] = ref ? lt_round_bf16(e) : e * mul;
+                p[j] = ref ? lt_round_bf16(e) : e * mul[h - h0];
             }
-            if (ref) sum = (double)((float)sum * r + bsum); /* the kernel's fp32 running sum */
-            m = mx;
+            if (ref) sum[h - h0] = (double)((float)sum[h - h0] * r + bsum); /* the kernel's fp32 running sum */
+            m[h - h0] = mx;
             for (int64_t c = 0; c < d; c++) oh[c] *= r;
-            for (int64_t j = 0; j < nb; j++) {
-                if (!rows[b + j]) continue;
-                lt_kv_unpack(&f[b + j >= n_first], rows[b + j], v);
-                for (int64_t c = 0; c < d; c++) oh[c] += p[j] * v[c];
-            }
+            for (int j = 0; j < nb; j++)
+                if (rows[b + j])
+                    for (int64_t c = 0; c < d; c++) oh[c] += p[j] * attn_tile[j * d + c];
         }
-        if (!ref) continue;
-        float div = (float)sum + (sink ? expf(sink[h] - m) : 0.0f);
-        for (int64_t c = 0; c < d; c++) oh[c] /= div;
+    }
+    for (int64_t h = h0; h < h1 && ref; h++) {
+        float div = (float)sum[h - h0] + (sink ? expf(sink[h] - m[h - h0]) : 0.0f);
+        for (int64_t c = 0; c < d; c++) o[h * d + c] /= div;
     }
 }
 
