@@ -41,13 +41,6 @@ struct lt_bench_attn {
     uint64_t rng;
 };
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* ---- synthetic caches --------------------------------------------------- */
 
 typedef struct {
@@ -63,7 +56,7 @@ static void fill_item(void *ctx, int64_t i, int tid) {
     int64_t lo = i << 22, hi = LT_MIN_I64(lo + (1 << 22), j->bytes);
     uint64_t s = (uint64_t)i * 0x9E3779B97F4A7C15ull + (uint64_t)j->bytes;
     for (int64_t b = lo; b + 4 <= hi; b += 4) {
-        uint32_t v = (uint32_t)splitmix(&s);
+        uint32_t v = (uint32_t)lt_splitmix64(&s);
         if (j->floats) v = (v & 0x807FFFFFu) | 0x3E000000u; /* +-[0.125, 0.25) */
         else if (j->scales) v = (v & 0x03030303u) | 0x7C7C7C7Cu;
         memcpy(j->p + b, &v, 4);
@@ -100,7 +93,7 @@ static void pack_item(void *ctx, int64_t i, int tid) {
     uint64_t s = (uint64_t)i * 0x9E3779B97F4A7C15ull + (uint64_t)j->n;
     (void)tid;
     for (int64_t r = i * PACK_ROWS; r < LT_MIN_I64((i + 1) * PACK_ROWS, j->n); r++) {
-        for (int c = 0; c < j->f->d; c++) x[c] = (float)((int64_t)(splitmix(&s) >> 40) - (1 << 23)) * 0x1p-25f;
+        for (int c = 0; c < j->f->d; c++) x[c] = (float)((int64_t)(lt_splitmix64(&s) >> 40) - (1 << 23)) * 0x1p-25f;
         lt_kv_pack(j->f, x, j->rows + r * j->f->bytes);
     }
 }
@@ -203,7 +196,7 @@ void lt_bench_attn_token(lt_bench_attn *c, double *index_seconds, double *attn_s
     for (int64_t j = 0; j < n_sel; j++) {
         /* HCA takes every row; CSA the selection; a V4.1 layer that reuses a
          * source's selection picks rows at random */
-        int64_t r = sel ? sel[j] : c->n_att == c->n_cmp ? j : (int64_t)(splitmix(&c->rng) % (uint64_t)c->n_cmp);
+        int64_t r = sel ? sel[j] : c->n_att == c->n_cmp ? j : (int64_t)(lt_splitmix64(&c->rng) % (uint64_t)c->n_cmp);
         c->rows[n++] = c->cmp + (r % LT_MAX(c->n_cmp, 1)) * c->fmt[1].bytes;
     }
     lt_attention_rows(c->q, c->a->n_heads, c->fmt, c->n_win, c->rows, n, c->sink, 1.0f / sqrtf((float)hd), 1, c->o);

@@ -68,13 +68,6 @@ struct lt_bench_model {
     uint64_t rng;
 };
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* ---- random weights ----------------------------------------------------- */
 
 /* byte patterns of plausible values: FP8 codes with bit 6 clear (never the
@@ -97,7 +90,7 @@ static void fill_item(void *ctx, int64_t i, int tid) {
                                         0x807FFFFF807FFFFFull};
     static const uint64_t or_mask[] = {0, 0, 0x7878787878787878ull, 0x3C003C003C003C00ull, 0x3C0000003C000000ull};
     for (int64_t b = lo; b < hi; b += 8) {
-        uint64_t v = (splitmix(&s) & and_mask[j->kind]) | or_mask[j->kind];
+        uint64_t v = (lt_splitmix64(&s) & and_mask[j->kind]) | or_mask[j->kind];
         memcpy(j->p + b, &v, (size_t)LT_MIN_I64(8, hi - b));
     }
 }
@@ -113,7 +106,7 @@ static void *alloc_filled(lt_bench_model *m, int64_t bytes, fill_kind kind, lt_e
     uint8_t *p = malloc((size_t)LT_MAX(bytes, 1));
     if (!p) return lt_fail(err, LT_ERR_NOMEM, "bench: out of memory for a %lld-byte weight", (long long)bytes), NULL;
     m->allocs[m->n_allocs++] = p;
-    fill_job j = {p, bytes, kind, splitmix(&m->rng)};
+    fill_job j = {p, bytes, kind, lt_splitmix64(&m->rng)};
     lt_parallel_for((bytes + FILL_CHUNK - 1) / FILL_CHUNK, fill_item, &j);
     return p;
 }
@@ -270,7 +263,7 @@ lt_status lt_bench_model_create(lt_bench_model **out, const lt_bench_arch *a, in
         lt_bench_model_free(m);
         return st;
     }
-    for (int64_t i = 0; i < m->max_in; i++) m->x[i] = (float)(splitmix(&m->rng) >> 40) * 0x1p-24f - 0.5f;
+    for (int64_t i = 0; i < m->max_in; i++) m->x[i] = (float)(lt_splitmix64(&m->rng) >> 40) * 0x1p-24f - 0.5f;
     for (int e = 0; e < m->n_pool; e++) m->perm[e] = e;
     *out = m;
     return LT_OK;
@@ -349,7 +342,7 @@ static double dense_products(const lt_bench_model *m, const bench_layer *L, cons
 /* the first k entries of perm become k distinct random experts */
 static void draw_experts(lt_bench_model *m, int k) {
     for (int i = 0; i < k; i++) {
-        int j = i + (int)(splitmix(&m->rng) % (uint64_t)(m->n_pool - i)), t = m->perm[i];
+        int j = i + (int)(lt_splitmix64(&m->rng) % (uint64_t)(m->n_pool - i)), t = m->perm[i];
         m->perm[i] = m->perm[j];
         m->perm[j] = t;
     }

@@ -74,20 +74,21 @@ void lt_csa2_select(const lt_attention *a, const lt_config *cfg, const lt_rope *
     lt_indexer_weights(&a->idx, cfg, nm, h, n, x->wt);
     for (int64_t t = 0; t < n; t++) {
         int64_t nv = (pos0 + t + 1) / a->ratio;
-        const float *q = x->q + t * Hi * di, *wt = x->wt + t * Hi;
+        const float *wt = x->wt + t * Hi;
         int32_t *sel = x->sel + t * K;
+        lt_indexer_query(&src->idx, x, x->q + t * Hi * di, Hi);
         if (a->csa2 & LT_CSA2_USES_CANDIDATES) { /* Reindex: only the candidate entries compete */
             int64_t nc = candidate_entries(x->cand + t * KB, x->n_cand[t], bs, nv, x->ids);
             for (int32_t b = 0; b < x->n_cand[t]; b++) {
                 int64_t j0 = x->cand[t * KB + b] * bs;
-                lt_indexer_scores(nm, &src->idx, x, q, wt, Hi, j0, LT_MIN_I64(j0 + bs, nv));
+                lt_indexer_scores(nm, &src->idx, x, wt, j0, LT_MIN_I64(j0 + bs, nv));
             }
             for (int64_t i = 0; i < nc; i++) x->score[i] = x->score[x->ids[i]]; /* ids[i] >= i: in place */
             x->n_sel[t] = lt_indexer_topk(x->score, nc, K, x->heap_s, x->heap_i, sel);
             for (int32_t i = 0; i < x->n_sel[t]; i++) sel[i] = x->ids[sel[i]]; /* ascending stays ascending */
             continue;
         }
-        lt_indexer_scores(nm, &src->idx, x, q, wt, Hi, 0, nv); /* Full */
+        lt_indexer_scores(nm, &src->idx, x, wt, 0, nv); /* Full */
         x->n_sel[t] = lt_indexer_topk(x->score, nv, K, x->heap_s, x->heap_i, sel);
         if (a->csa2 & LT_CSA2_CANDIDATE_SOURCE)
             x->n_cand[t] = candidate_blocks(x->score, nv, bs, KB, x, x->cand + t * KB);

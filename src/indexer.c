@@ -11,16 +11,15 @@
 
 /* V4 REFERENCE: Hadamard rotation then FP4 round trip of n rows of di
  * (rotate_activation + fp4_act_quant); in EXACT mode the orthonormal
- * rotation cancels in q . k and is skipped. V4.1: FP4 alone, both modes. */
+ * rotation cancels in q . k and is skipped. V4.1: FP4 alone, both modes.
+ * Where the rows are stored as FP4 (lt_indexer_fp4) storing them is the
+ * round trip, so it is not done here as well. */
 void lt_indexer_quantise(const lt_num *nm, float *x, int64_t n, int64_t di) {
-    if (nm->qat) {
-        lt_num_qat_fp4(nm, x, n, di);
-        return;
+    if (!nm->qat && lt_num_ref(nm)) {
+        for (int64_t t = 0; t < n; t++) lt_hadamard(x + t * di, di);
+        lt_num_store(nm, x, n * di);
     }
-    if (!lt_num_ref(nm)) return;
-    for (int64_t t = 0; t < n; t++) lt_hadamard(x + t * di, di);
-    lt_num_store(nm, x, n * di);
-    lt_num_qat_fp4(nm, x, n, di);
+    if (!lt_indexer_fp4(nm, di)) lt_num_qat_fp4(nm, x, n, di);
 }
 
 /* step 14: q = wq_b(qr) per head, RoPE on the last rd dims at the token's position */
@@ -56,8 +55,8 @@ void lt_indexer_cache_init(lt_indexer_cache *c, const lt_num *nm, int64_t di, vo
                           .cols = di, .block_r = 1, .block_c = 32, .name = "index keys"};
 }
 
-/* rows x[m, di] as weight rows r0.. of w (writable storage behind it):
- * FP4 packing is lossless on values the FP4 round trip left */
+/* rows x[m, di] as weight rows r0.. of w (writable storage behind it);
+ * packing FP4 is the round trip itself (lt_pack_fp4) */
 static void store_rows(const lt_weight *w, int64_t r0, const float *x, int64_t m) {
     int64_t di = w->cols;
     if (w->type == LT_W_F32) {
@@ -74,22 +73,23 @@ void lt_indexer_store(lt_indexer_cache *c, const float *x, int64_t m) {
     c->keys.rows += m;
 }
 
-void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q,
-                       const float *wt, int64_t Hi, int64_t j0, int64_t j1) {
+void lt_indexer_query(const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q, int64_t Hi) {
+    s->qw = c->keys;
+    s->qw.rows = Hi;
+    s->qw.data = s->qs;
+    s->qw.scale = s->qs + Hi * c->keys.cols / 2;
+    s->qw.name = "index queries";
+    store_rows(&s->qw, 0, q, Hi);
+}
+
+void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *wt, int64_t j0,
+                       int64_t j1) {
     int64_t di = c->keys.cols;
-    lt_weight Q = c->keys, K = c->keys;
-    Q.rows = Hi;
-    Q.data = s->qs;
-    Q.scale = s->qs + Hi * di / 2;
-    Q.name = "index queries";
-    store_rows(&Q, 0, q, Hi);
-    K.rows = j1; /* lt_index_scores covers [0, j1); shift the view for j0 */
-    if (j0 > 0) {
-        K.rows = j1 - j0;
-        K.data = (const uint8_t *)K.data + j0 * (K.type == LT_W_FP4 ? di / 2 : di * 4);
-        if (K.scale) K.scale += j0 * di / 32;
-    }
-    lt_index_scores(&K, &Q, wt, lt_num_ref(nm), K.rows, s->score + j0);
+    lt_weight K = c->keys; /* lt_index_scores covers [0, rows): a view from key j0 */
+    K.rows = j1 - j0;
+    K.data = (const uint8_t *)K.data + j0 * (K.type == LT_W_FP4 ? di / 2 : di * 4);
+    if (K.scale) K.scale += j0 * di / 32;
+    lt_index_scores(&K, &s->qw, wt, lt_num_ref(nm), K.rows, s->score + j0);
 }
 
 /* heap order: the worst kept entry on top (lower score, then higher index) */
@@ -159,7 +159,8 @@ void lt_indexer_forward(const lt_indexer *ix, const lt_config *cfg, const lt_rop
     /* step 17: each token ranks the entries visible to it */
     for (int64_t t = 0; t < n; t++) {
         int64_t nv = (pos0 + t + 1) / m;
-        lt_indexer_scores(nm, cache, s, s->q + t * Hi * di, s->wt + t * Hi, Hi, 0, nv);
+        lt_indexer_query(cache, s, s->q + t * Hi * di, Hi);
+        lt_indexer_scores(nm, cache, s, s->wt + t * Hi, 0, nv);
         s->n_sel[t] = lt_indexer_topk(s->score, nv, cfg->index_topk, s->heap_s, s->heap_i,
                                       s->sel + t * cfg->index_topk);
     }

@@ -38,6 +38,7 @@ typedef struct {
     float *wt;        /* [n, Hi] head weights */
     float *score;     /* [n_ctx / 4] one token's entry scores */
     uint8_t *qs;      /* [Hi * di * 4] one token's queries as stored */
+    lt_weight qw;     /* the view of them (lt_indexer_query) */
     float *heap_s;    /* [max(K, KB)] selection heap: scores */
     int32_t *heap_i;  /* [max(K, KB)] selection heap: entry indices */
     int32_t *sel;     /* [n, K] selected entries per token, ascending */
@@ -67,7 +68,8 @@ void lt_indexer_weights(const lt_indexer *ix, const lt_config *cfg, const lt_num
                         float *wt);
 
 /* The round trip of index q/k rows x[n, di]: V4 REFERENCE Hadamard + FP4,
- * V4.1 (nm->qat) FP4 only; nothing otherwise. */
+ * V4.1 (nm->qat) FP4 only; nothing otherwise. The FP4 step is left to the
+ * storage where it stores FP4 (lt_indexer_store, lt_indexer_query). */
 void lt_indexer_quantise(const lt_num *nm, float *x, int64_t n, int64_t di);
 
 /* Index keys and queries are stored as their round trip leaves them: FP4
@@ -82,15 +84,19 @@ int64_t lt_indexer_key_bytes(const lt_num *nm, int64_t di); /* one stored key */
  * room, scale: n * di / 32). */
 void lt_indexer_cache_init(lt_indexer_cache *c, const lt_num *nm, int64_t di, void *data, uint8_t *scale);
 
-/* Appends m quantised keys x[m, di] (lt_indexer_quantise done). */
+/* Appends m quantised keys x[m, di] (lt_indexer_quantise done); for FP4
+ * storage this is their round trip. */
 void lt_indexer_store(lt_indexer_cache *c, const float *x, int64_t m);
 
-/* One token's scores score[j] = sum_h wt_h ReLU(q_h . keys[j]) for keys
- * j in [j0, j1) from its quantised queries q[Hi, di]: stored like the keys
- * in s->qs, then the kernel table's index_score across the pool
- * (REFERENCE: with the official Indexer's bf16 roundings, V4 and V4.1). */
-void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q,
-                       const float *wt, int64_t Hi, int64_t j0, int64_t j1);
+/* One token's quantised queries q[Hi, di] (lt_indexer_quantise done),
+ * stored like the keys in s->qs, viewed by s->qw. */
+void lt_indexer_query(const lt_indexer_cache *c, lt_indexer_scratch *s, const float *q, int64_t Hi);
+
+/* That token's scores score[j] = sum_h wt_h ReLU(q_h . keys[j]) for keys j in
+ * [j0, j1): the kernel table's index_score across the pool (REFERENCE: with
+ * the official Indexer's bf16 roundings, V4 and V4.1). */
+void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_scratch *s, const float *wt, int64_t j0,
+                       int64_t j1);
 
 /* The top-k of one token: the k best of score[0..nv) (or all nv when fewer),
  * written ascending to sel; returns the count. heap_s/heap_i hold k. */

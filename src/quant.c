@@ -102,13 +102,15 @@ uint8_t lt_f32_to_fp8_e4m3(float f) {
     return sign | (uint8_t)(((e - 1 + 7) << 3) | ((uint8_t)(m * 16.0f) & 7));
 }
 
+/* the code is the number of rounding midpoints of the grid 0 .5 1 1.5 2 3 4
+ * 6 that |f| passes; at a midpoint itself, ties go to the even code (the
+ * ones at .75, 1.75 and 3.5 round up, the others down) */
 uint8_t lt_f32_to_fp4_e2m1(float f) {
     uint8_t sign = signbit(f) ? 8 : 0;
     if (isnan(f)) return sign | 7;
-    float r = round_to_grid(fabsf(f), 1, 0, 6.0f);
-    for (uint8_t c = 0; c < 8; c++)
-        if (lt_fp4_e2m1_table[c] == r) return sign | c;
-    return sign | 7; /* unreachable: r is always on the grid */
+    float a = fabsf(f);
+    return (uint8_t)(sign | ((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) +
+                             (a > 5.0f)));
 }
 
 /* power-of-two scale s = 2^ceil(log2(amax / qmax)), the reference's "ue8m0" rounding */

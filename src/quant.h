@@ -43,7 +43,7 @@ void lt_fake_quant_fp4(float *x, int64_t n, int block);
 
 /* The fp4 round trip with blocks of 32, stored: e2m1 codes [n/2] (low nibble
  * first) and UE8M0 scales [n/32], the layout of an FP4 weight row; n is a
- * multiple of 32. Lossless for values the round trip already left. */
+ * multiple of 32. Unpacking gives lt_fake_quant_fp4(x, n, 32) exactly. */
 void lt_pack_fp4(const float *x, int64_t n, uint8_t *codes, uint8_t *scales);
 
 #endif

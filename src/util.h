@@ -25,6 +25,15 @@ int lt_file_exists(const char *path);
 /* Monotonic wall-clock seconds. */
 double lt_time_s(void);
 
+/* splitmix64 (Steele, Lea & Flood): the next of a stream of well-mixed
+ * 64-bit values; seeds the sampler and fills synthetic benchmark data. */
+static inline uint64_t lt_splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 #define LT_MIN_I64(a, b) ((int64_t)(a) < (int64_t)(b) ? (int64_t)(a) : (int64_t)(b))
 #define LT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LT_MAX(a, b) ((a) > (b) ? (a) : (b))

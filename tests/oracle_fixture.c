@@ -1,9 +1,11 @@
 /* Test helper: oracle fixtures (see oracle_fixture.h). */
 #include "oracle_fixture.h"
+#include "compare.h"
 #include "test.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 int fixture_open(fixture *f, const char *name, lt_numerics numerics) {
@@ -95,5 +97,35 @@ void check_greedy(const char *name) {
     free(prompt);
     free(want);
     lt_context_free(c);
+    fixture_close(&f);
+}
+
+void check_exact(const char *name, const char *oracle) {
+    fixture f;
+    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
+    lt_compare r;
+    lt_error err = {0};
+    lt_status st = lt_compare_run(f.m, &f.oracle, EXACT_HIDDEN_TOL, &r, &err);
+    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
+    if (st == LT_OK) {
+        int mtp = f.m->has_mtp;
+        printf("  %s, EXACT numerics against %s:\n", name, oracle);
+        lt_compare_print(&r, EXACT_HIDDEN_TOL, stdout);
+        CHECKF(r.logits_rel <= EXACT_LOGIT_TOL, "%s: max |dlogit| is %g of max |logit| at the worst position", name,
+               r.logits_rel);
+        CHECKF(r.positions == oracle_len(&f, "input_ids") && r.top1_agree == r.positions, "%s: top-1 %lld/%lld",
+               name, (long long)r.top1_agree, (long long)r.positions);
+        CHECKF(r.first_bad < 0, "%s: block %d is the first out of tolerance (%g)", name, r.first_bad,
+               r.first_bad >= 0 ? r.hidden[r.first_bad] : 0);
+        CHECKF(r.n_blocks == lt_model_config(f.m)->n_layers + mtp, "%s: %d blocks compared", name, r.n_blocks);
+        CHECKF(!mtp || (r.mtp_logits >= 0 && r.mtp_logits <= EXACT_LOGIT_TOL), "%s: MTP logits off by %g of max", name,
+               r.mtp_logits);
+        CHECKF(r.final_hidden >= 0 && r.final_hidden <= EXACT_HIDDEN_TOL, "%s: final hidden off by %g", name,
+               r.final_hidden);
+        CHECKF(r.router_rows > 0 && r.router_diff == 0 && r.router_weights <= 1e-4, "%s: %lld/%lld routing rows "
+               "differ, weights by %g", name, (long long)r.router_diff, (long long)r.router_rows, r.router_weights);
+        CHECKF(r.indexer_rows > 0 && r.indexer_diff == 0, "%s: %lld/%lld indexer rows differ", name,
+               (long long)r.indexer_diff, (long long)r.indexer_rows);
+    }
     fixture_close(&f);
 }

@@ -1,7 +1,7 @@
 /* Test helper shared by the forward-pass tests: a committed oracle fixture
  * (tests/fixtures/<name>/: an official-format checkpoint + oracle.safetensors)
  * opened as a model and an oracle store, typed access to oracle tensors, and
- * the greedy-continuation check every architecture shares. */
+ * the EXACT and greedy-continuation checks every architecture shares. */
 #ifndef LT_ORACLE_FIXTURE_H
 #define LT_ORACLE_FIXTURE_H
 
@@ -28,6 +28,15 @@ int32_t *oracle_ids(const fixture *f, const char *name, int64_t *n);
 float max_abs(const float *x, int64_t n);
 float max_diff(const float *a, const float *b, int64_t n);
 int64_t argmax(const float *x, int64_t n);
+
+/* EXACT mode, one traced full forward (src/compare.c) against the fixture's
+ * oracle (named `oracle` in the output): logits at every position within
+ * EXACT_LOGIT_TOL of max |logit|, every block's residual streams and the
+ * final hidden within EXACT_HIDDEN_TOL, top-1, routing and indexer
+ * selections equal, and the MTP head where the model has one. */
+#define EXACT_LOGIT_TOL 1e-4
+#define EXACT_HIDDEN_TOL 1e-4
+void check_exact(const char *name, const char *oracle);
 
 /* EXACT greedy continuation of greedy_prompt with the cache equals the
  * oracle's greedy_tokens (at least 32 of them). */

@@ -19,41 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define LOGIT_TOL 1e-4   /* max |dlogit| / max |logit| per position (EXACT vs HF) */
-#define HIDDEN_TOL 1e-4  /* max |dX| / max |X| per layer */
-
-/* EXACT mode, one traced full forward (src/compare.c): logits at every
- * position, every block's residual streams, the final hidden, routing,
- * indexer selections and the MTP head against HF */
-static void check_exact(const char *name) {
-    fixture f;
-    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
-    lt_compare r;
-    lt_error err = {0};
-    lt_status st = lt_compare_run(f.m, &f.oracle, HIDDEN_TOL, &r, &err);
-    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
-    if (st == LT_OK) {
-        printf("  %s, EXACT numerics against HF:\n", name);
-        lt_compare_print(&r, HIDDEN_TOL, stdout);
-        CHECKF(r.logits_rel <= LOGIT_TOL, "%s: max |dlogit| is %g of max |logit| at the worst position", name,
-               r.logits_rel);
-        CHECKF(r.positions == oracle_len(&f, "input_ids") && r.top1_agree == r.positions, "%s: top-1 %lld/%lld",
-               name, (long long)r.top1_agree, (long long)r.positions);
-        CHECKF(r.first_bad < 0, "%s: block %d is the first out of tolerance (%g)", name, r.first_bad,
-               r.first_bad >= 0 ? r.hidden[r.first_bad] : 0);
-        CHECKF(r.n_blocks == lt_model_config(f.m)->n_layers + 1, "%s: %d blocks compared", name, r.n_blocks);
-        CHECKF(r.mtp_logits >= 0 && r.mtp_logits <= LOGIT_TOL, "%s: MTP logits off by %g of max", name, r.mtp_logits);
-        CHECKF(r.final_hidden >= 0 && r.final_hidden <= HIDDEN_TOL, "%s: final hidden off by %g", name, r.final_hidden);
-        CHECKF(r.router_rows > 0 && r.router_diff == 0 && r.router_weights <= 1e-4, "%s: %lld/%lld routing rows "
-               "differ, weights by %g", name, (long long)r.router_diff, (long long)r.router_rows, r.router_weights);
-        CHECKF(r.indexer_rows > 0 && r.indexer_diff == 0, "%s: %lld/%lld indexer rows differ", name,
-               (long long)r.indexer_diff, (long long)r.indexer_rows);
-    }
-    fixture_close(&f);
-}
-
-LT_TEST(forward, flash_tiny_exact_matches_hf) { check_exact("v4-flash-tiny"); }
-LT_TEST(forward, pro_tiny_exact_matches_hf) { check_exact("v4-pro-tiny"); }
+/* EXACT mode against HF (oracle_fixture.h check_exact) */
+LT_TEST(forward, flash_tiny_exact_matches_hf) { check_exact("v4-flash-tiny", "HF"); }
+LT_TEST(forward, pro_tiny_exact_matches_hf) { check_exact("v4-pro-tiny", "HF"); }
 
 /* Token-by-token decode and uneven batches reproduce one full forward: the
  * caches (window ring, compressed entries, indexer keys, open compressor
@@ -124,12 +92,12 @@ static void check_reference_top1(const char *name) {
     if (!fixture_open(&f, name, LT_NUMERICS_REFERENCE)) return;
     lt_compare r;
     lt_error err = {0};
-    lt_status st = lt_compare_run(f.m, &f.oracle, HIDDEN_TOL, &r, &err);
+    lt_status st = lt_compare_run(f.m, &f.oracle, EXACT_HIDDEN_TOL, &r, &err);
     CHECKF(st == LT_OK, "%s: %s", name, err.msg);
     if (st == LT_OK) {
         printf("  %s reference: top-1 agrees at %lld/%lld positions (%.1f%%); max |dlogit| %.3g of max |logit|; "
                "first block out of %g: %d\n", name, (long long)r.top1_agree, (long long)r.positions,
-               100.0 * r.top1_agree / r.positions, r.logits_rel, HIDDEN_TOL, r.first_bad);
+               100.0 * r.top1_agree / r.positions, r.logits_rel, EXACT_HIDDEN_TOL, r.first_bad);
         CHECKF(r.top1_agree >= REF_TOP1_FLOOR * r.positions, "%s: reference top-1 agrees at only %lld of %lld "
                "positions", name, (long long)r.top1_agree, (long long)r.positions);
     }
@@ -173,8 +141,8 @@ LT_TEST(forward, compare_names_the_first_block_out_of_tolerance) {
     lt_error err = {0};
     lt_compare r;
     CHECKF(lt_store_parse(&o, bytes, n, 0, "damaged", &err) == LT_OK, "%s", err.msg);
-    CHECKF(lt_compare_run(f.m, &o, HIDDEN_TOL, &r, &err) == LT_OK, "%s", err.msg);
-    CHECKF(r.first_bad == 3 && r.hidden[2] < HIDDEN_TOL && r.hidden[3] > HIDDEN_TOL, "first bad %d", r.first_bad);
+    CHECKF(lt_compare_run(f.m, &o, EXACT_HIDDEN_TOL, &r, &err) == LT_OK, "%s", err.msg);
+    CHECKF(r.first_bad == 3 && r.hidden[2] < EXACT_HIDDEN_TOL && r.hidden[3] > EXACT_HIDDEN_TOL, "first bad %d", r.first_bad);
     CHECK(r.mtp_logits == -1 && r.final_hidden == -1 && r.router_rows == 0 && r.n_blocks == 5);
     lt_store_close(&o);
     free(bytes);
@@ -186,7 +154,7 @@ LT_TEST(forward, compare_names_the_first_block_out_of_tolerance) {
     bytes = st_build_bytes(b, &n);
     memset(&o, 0, sizeof o);
     CHECKF(lt_store_parse(&o, bytes, n, 0, "misshaped", &err) == LT_OK, "%s", err.msg);
-    CHECK(lt_compare_run(f.m, &o, HIDDEN_TOL, &r, &err) == LT_ERR_FORMAT && strstr(err.msg, "'logits'"));
+    CHECK(lt_compare_run(f.m, &o, EXACT_HIDDEN_TOL, &r, &err) == LT_ERR_FORMAT && strstr(err.msg, "'logits'"));
     lt_store_close(&o);
     free(bytes);
     st_build_free(b);

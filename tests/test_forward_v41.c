@@ -12,7 +12,6 @@
 
 #include "kvrow.h"
 
-#include "compare.h"
 #include "kernels.h"
 #include "model.h"
 #include "oracle_fixture.h"
@@ -25,8 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define LOGIT_TOL 1e-4   /* max |dlogit| / max |logit| per position (EXACT vs HF) */
-#define HIDDEN_TOL 1e-4  /* max |dX| / max |X| per block */
 #define DECODE_TOL 1e-5  /* cached decode against the full forward, of max |logit| */
 
 /* Token-by-token decode, then batches of 3, 5, 7, 11, 13 tokens, against
@@ -244,34 +241,9 @@ LT_TEST(forward_v41, synthetic_selections_and_kv_bytes) {
 
 /* ---- the oracle fixtures ---------------------------------------------------- */
 
-static void check_exact(const char *name) {
-    fixture f;
-    if (!fixture_open(&f, name, LT_NUMERICS_EXACT)) return;
-    lt_compare r;
-    lt_error err = {0};
-    lt_status st = lt_compare_run(f.m, &f.oracle, HIDDEN_TOL, &r, &err);
-    CHECKF(st == LT_OK, "%s: %s", name, err.msg);
-    if (st == LT_OK) {
-        printf("  %s, EXACT numerics against the V4.1 oracle:\n", name);
-        lt_compare_print(&r, HIDDEN_TOL, stdout);
-        CHECKF(r.logits_rel <= LOGIT_TOL, "%s: max |dlogit| is %g of max |logit| at the worst position", name,
-               r.logits_rel);
-        CHECKF(r.top1_agree == r.positions && r.positions > 0, "%s: top-1 %lld/%lld", name, (long long)r.top1_agree,
-               (long long)r.positions);
-        CHECKF(r.first_bad < 0, "%s: block %d is the first out of tolerance (%g)", name, r.first_bad,
-               r.first_bad >= 0 ? r.hidden[r.first_bad] : 0);
-        CHECKF(r.n_blocks == lt_model_config(f.m)->n_layers, "%s: %d blocks compared", name, r.n_blocks);
-        CHECKF(r.final_hidden >= 0 && r.final_hidden <= HIDDEN_TOL, "%s: final hidden off by %g", name, r.final_hidden);
-        CHECKF(r.router_rows > 0 && r.router_diff == 0 && r.router_weights <= 1e-4, "%s: %lld/%lld routing rows "
-               "differ, weights by %g", name, (long long)r.router_diff, (long long)r.router_rows, r.router_weights);
-        CHECKF(r.indexer_rows > 0 && r.indexer_diff == 0, "%s: %lld/%lld indexer rows differ", name,
-               (long long)r.indexer_diff, (long long)r.indexer_rows);
-    }
-    fixture_close(&f);
-}
 
-LT_TEST(forward_v41, tiny_exact_matches_oracle) { check_exact("v41-tiny"); }
-LT_TEST(forward_v41, tiny_b_exact_matches_oracle) { check_exact("v41-tiny-b"); }
+LT_TEST(forward_v41, tiny_exact_matches_oracle) { check_exact("v41-tiny", "the V4.1 oracle"); }
+LT_TEST(forward_v41, tiny_b_exact_matches_oracle) { check_exact("v41-tiny-b", "the V4.1 oracle"); }
 
 /* The model's Engram hash ids of input_ids equal the oracle's per layer. */
 static void check_engram_hash(const char *name) {
