@@ -159,10 +159,16 @@ static void remember_window(const lt_config *cfg, lt_attn_cache *cache, const lt
 static void grouped_output(const lt_attention *a, const lt_config *cfg, const lt_num *nm, lt_attn_scratch *s,
                            int64_t n, float *out) {
     int64_t G = cfg->o_groups, R = cfg->o_lora_rank, gw = (int64_t)cfg->n_heads * cfg->head_dim / G;
-    for (int64_t g = 0; g < G; g++) {
-        for (int64_t t = 0; t < n; t++)
-            memcpy(s->og + t * gw, s->o + (t * G + g) * gw, (size_t)gw * sizeof *s->og);
-        lt_num_linear_rows(nm, &a->wo_a, s->og, n, s->y, G * R, g * R, (g + 1) * R, LT_LIN_BF16);
+    if (n == 1 && G <= LT_BATCH_MAX) { /* decode: each group's heads lie together in o; one parallel loop */
+        lt_product p[LT_BATCH_MAX];
+        for (int64_t g = 0; g < G; g++) p[g] = (lt_product){&a->wo_a, s->o + g * gw, 1, s->y, G * R, g * R, (g + 1) * R, 0};
+        lt_num_linear_batch(nm, p, (int)G, LT_LIN_BF16);
+    } else {
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t t = 0; t < n; t++)
+                memcpy(s->og + t * gw, s->o + (t * G + g) * gw, (size_t)gw * sizeof *s->og);
+            lt_num_linear_rows(nm, &a->wo_a, s->og, n, s->y, G * R, g * R, (g + 1) * R, LT_LIN_BF16);
+        }
     }
     lt_num_linear(nm, &a->wo_b, s->y, n, out, LT_LIN_QUANT);
 }

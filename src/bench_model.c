@@ -63,7 +63,9 @@ struct lt_bench_model {
     void **allocs;            /* every weight buffer, for free */
     int64_t n_allocs, cap_allocs;
     int64_t max_in, max_out;  /* floats of the largest product input / output per token */
-    float *x, *y, *h;         /* decode activations [max_in], [max_out], [I] */
+    float *x, *y;             /* decode activations [max_in], [max_out] */
+    float *xs, *h, *ys;       /* a token's experts: inputs [k, D], hidden [2, k, I], outputs [k, D] */
+    int64_t *off;             /* [k + 1]: expert j's row is j */
     int *perm;                /* [n_pool] expert draw */
     uint64_t rng;
 };
@@ -255,9 +257,12 @@ lt_status lt_bench_model_create(lt_bench_model **out, const lt_bench_arch *a, in
         m->max_in = LT_MAX(m->max_in, (int64_t)a->n_heads * a->head_dim); /* wo_a's groups read all heads */
         m->x = lt_calloc((size_t)m->max_in, sizeof *m->x, "bench activations", err);
         m->y = lt_calloc((size_t)m->max_out, sizeof *m->y, "bench outputs", err);
-        m->h = lt_calloc((size_t)a->moe_inter, sizeof *m->h, "bench expert hidden", err);
+        m->xs = lt_calloc((size_t)(a->n_active * a->dim), sizeof *m->xs, "bench expert inputs", err);
+        m->h = lt_calloc((size_t)(2 * a->n_active * a->moe_inter), sizeof *m->h, "bench expert hidden", err);
+        m->ys = lt_calloc((size_t)(a->n_active * a->dim), sizeof *m->ys, "bench expert outputs", err);
+        m->off = lt_calloc((size_t)a->n_active + 1, sizeof *m->off, "bench expert rows", err);
         m->perm = lt_calloc((size_t)m->n_pool, sizeof *m->perm, "bench expert draw", err);
-        if (!m->x || !m->y || !m->h || !m->perm) st = LT_ERR_NOMEM;
+        if (!m->x || !m->y || !m->xs || !m->h || !m->ys || !m->off || !m->perm) st = LT_ERR_NOMEM;
     }
     if (st != LT_OK) {
         lt_bench_model_free(m);
@@ -265,6 +270,7 @@ lt_status lt_bench_model_create(lt_bench_model **out, const lt_bench_arch *a, in
     }
     for (int64_t i = 0; i < m->max_in; i++) m->x[i] = (float)(lt_splitmix64(&m->rng) >> 40) * 0x1p-24f - 0.5f;
     for (int e = 0; e < m->n_pool; e++) m->perm[e] = e;
+    for (int j = 0; j <= a->n_active; j++) m->off[j] = j;
     *out = m;
     return LT_OK;
 }
@@ -278,7 +284,10 @@ void lt_bench_model_free(lt_bench_model *m) {
     free(m->layers);
     free(m->x);
     free(m->y);
+    free(m->xs);
     free(m->h);
+    free(m->ys);
+    free(m->off);
     free(m->perm);
     free(m);
 }
@@ -320,6 +329,34 @@ static void linear(const lt_bench_model *m, const lt_weight *w, const float *X, 
     product(m, w, 1, X, n, Y, w->rows, 0, w->rows);
 }
 
+/* independent products as one parallel loop, quantised as product() does
+ * when `quantise` */
+static void batch(const lt_bench_model *m, lt_product *p, int count, int quantise) {
+    for (int i = 0; i < count; i++)
+        p[i].act_block = quantise && (p[i].W->type == LT_W_FP8 || p[i].W->type == LT_W_FP4) ? m->a->block : 0;
+    lt_linear_batch(p, count);
+}
+
+/* the experts ids[0..ne) over their tokens: rows off[j]..off[j + 1] of X
+ * (n x D) -> H1, H3 (n x I) -> Y (n x D); w1 and w3 of all of them as one
+ * parallel loop, then w2, as the forward pass batches them (moe.c) */
+static void experts(const lt_bench_model *m, const bench_layer *L, const int *ids, const int64_t *off, int ne,
+                    const float *X, float *H1, float *H3, float *Y) {
+    const int64_t D = m->a->dim, I = m->a->moe_inter;
+    lt_product p[LT_BATCH_MAX];
+    if (ne <= 0) return;
+    for (int j = 0; j < ne; j++) {
+        const lt_weight *w = L->experts[ids[j]];
+        int64_t t = off[j], nt = off[j + 1] - off[j];
+        p[2 * j] = (lt_product){&w[0], X + t * D, nt, H1 + t * I, I, 0, I, 0};
+        p[2 * j + 1] = (lt_product){&w[1], X + t * D, nt, H3 + t * I, I, 0, I, 0};
+    }
+    batch(m, p, 2 * ne, 1);
+    for (int j = 0; j < ne; j++)
+        p[j] = (lt_product){&L->experts[ids[j]][2], H1 + off[j] * I, off[j + 1] - off[j], Y + off[j] * D, D, 0, D, 0};
+    batch(m, p, ne, 1);
+}
+
 /* Y[n, rows] = X[n, cols] Wᵀ for every dense product of the layer; X holds
  * n * max_in floats, Y n * max_out. Returns the flops. */
 static double dense_products(const lt_bench_model *m, const bench_layer *L, const float *X, float *Y, int64_t n) {
@@ -327,9 +364,14 @@ static double dense_products(const lt_bench_model *m, const bench_layer *L, cons
     for (int i = 0; i < W_DENSE; i++) {
         const lt_weight *w = &L->w[i];
         if (!w->rows) continue;
-        if (i == W_WO_A) { /* block-diagonal: group g reads its heads' slice */
+        if (i == W_WO_A) { /* block-diagonal: group g reads its heads' slice; decode batches them (attention.c) */
             int64_t G = m->a->o_groups, R = w->rows / G;
-            for (int64_t g = 0; g < G; g++) product(m, w, 0, X + g * n * w->cols, n, Y, w->rows, g * R, (g + 1) * R);
+            lt_product p[LT_BATCH_MAX];
+            for (int64_t g = 0; g < G; g++) {
+                p[g] = (lt_product){w, X + g * n * w->cols, n, Y, w->rows, g * R, (g + 1) * R, 0};
+                if (n > 1 || G > LT_BATCH_MAX) batch(m, &p[g], 1, 0);
+            }
+            if (n == 1 && G <= LT_BATCH_MAX) batch(m, p, (int)G, 0);
             flops += 2.0 * (double)(n * R * w->cols * G);
         } else {
             linear(m, w, X, n, Y);
@@ -351,17 +393,15 @@ static void draw_experts(lt_bench_model *m, int k) {
 /* one decoded token; with caches, each layer's attention runs after its
  * products, timed into r */
 static void decode_token(lt_bench_model *m, lt_bench_attn *const *attn, lt_bench_ctx_result *r) {
+    const int k = m->a->n_active;
+    const int64_t D = m->a->dim;
     for (int l = 0; l < m->n_layers; l++) {
         const bench_layer *L = &m->layers[l];
         dense_products(m, L, m->x, m->y, 1);
         if (attn) lt_bench_attn_token(attn[l], &r->index_seconds, &r->attn_seconds, &r->kv_bytes_read);
-        draw_experts(m, m->a->n_active);
-        for (int i = 0; i < m->a->n_active; i++) {
-            const lt_weight *e = L->experts[m->perm[i]];
-            linear(m, &e[0], m->x, 1, m->h);
-            linear(m, &e[1], m->x, 1, m->h);
-            linear(m, &e[2], m->h, 1, m->y);
-        }
+        draw_experts(m, k);
+        for (int j = 0; j < k; j++) memcpy(m->xs + j * D, m->x, sizeof(float) * (size_t)D); /* as moe.c gathers */
+        experts(m, L, m->perm, m->off, k, m->xs, m->h, m->h + k * m->a->moe_inter, m->ys);
     }
     if (m->head.rows) linear(m, &m->head, m->x, 1, m->y);
 }
@@ -428,7 +468,7 @@ lt_status lt_bench_decode_ctx(lt_bench_model *m, const int64_t *ctx, int n, int 
 /* prefill buffers: token activations and the routed experts' working set */
 typedef struct {
     float *X, *Y;        /* [n, max_in], [n, max_out] */
-    float *xe, *h1, *h3; /* [n, D], [n, I], [n, I] one expert's tokens */
+    float *xe, *h1, *h3; /* [n, D], [n, I], [n, I] a batch of experts' tokens */
     float *acc;          /* [n, D] routed output */
     int *route;          /* [n, k] experts of each token */
     int *order, *start;  /* tokens sorted by expert; [n_pool + 1] offsets */
@@ -454,19 +494,29 @@ static double routed_prefill(lt_bench_model *m, const bench_layer *L, prefill_bu
     for (int e = m->n_pool; e > 0; e--) b->start[e] = b->start[e - 1];
     b->start[0] = 0;
     memset(b->acc, 0, sizeof(float) * (size_t)(n * D));
-    for (int e = 0; e < m->n_pool; e++) {
-        int64_t ne = b->start[e + 1] - b->start[e];
-        if (!ne) continue;
-        const int *tok = b->order + b->start[e];
-        for (int64_t i = 0; i < ne; i++) memcpy(b->xe + i * D, b->X + (int64_t)tok[i] * D, sizeof(float) * (size_t)D);
-        const lt_weight *w = L->experts[e];
-        linear(m, &w[0], b->xe, ne, b->h1);
-        linear(m, &w[1], b->xe, ne, b->h3);
-        linear(m, &w[2], b->h1, ne, b->xe);
-        for (int64_t i = 0; i < ne; i++)
-            for (int64_t c = 0; c < D; c++) b->acc[(int64_t)tok[i] * D + c] += b->xe[i * D + c];
-        flops += 2.0 * 3.0 * (double)(ne * I * D);
-        *bytes += expert_bytes(m->a);
+    int ids[LT_BATCH_MAX / 2];
+    int64_t off[LT_BATCH_MAX / 2 + 1];
+    for (int e = 0; e < m->n_pool;) { /* batches of consecutive experts whose tokens fit n rows, as moe.c */
+        int ne = 0;
+        off[0] = 0;
+        for (; e < m->n_pool && ne < LT_BATCH_MAX / 2; e++) {
+            int64_t nt = b->start[e + 1] - b->start[e];
+            if (!nt) continue;
+            if (off[ne] + nt > n) break;
+            for (int64_t i = 0; i < nt; i++)
+                memcpy(b->xe + (off[ne] + i) * D, b->X + (int64_t)b->order[b->start[e] + i] * D, sizeof(float) * (size_t)D);
+            ids[ne] = e;
+            off[ne + 1] = off[ne] + nt;
+            ne++;
+            flops += 2.0 * 3.0 * (double)(nt * I * D);
+            *bytes += expert_bytes(m->a);
+        }
+        experts(m, L, ids, off, ne, b->xe, b->h1, b->h3, b->xe); /* w2 overwrites the inputs */
+        for (int j = 0; j < ne; j++)
+            for (int64_t i = 0; i < off[j + 1] - off[j]; i++) {
+                float *o = b->acc + (int64_t)b->order[b->start[ids[j]] + i] * D;
+                for (int64_t c = 0; c < D; c++) o[c] += b->xe[(off[j] + i) * D + c];
+            }
     }
     return flops;
 }

@@ -123,17 +123,18 @@ static void layout_engram(lt_context *c, carver *cv) {
 
 static void layout_moe_scratch(const lt_context *c, carver *cv, lt_moe_scratch *s) {
     const lt_config *cfg = &c->m->cfg;
-    int64_t nb = c->n_batch, E = cfg->n_routed_experts, k = cfg->n_experts_per_tok;
+    int64_t nb = c->n_batch, E = cfg->n_routed_experts, k = cfg->n_experts_per_tok, rows = LT_MAX(nb, k);
+    s->rows = rows; /* a decoded token's k experts fit one batch */
     CARVE(cv, s->logits, nb * E);
     CARVE(cv, s->sel, nb * k);
     CARVE(cv, s->wt, nb * k);
-    CARVE(cv, s->wg, nb);
+    CARVE(cv, s->wg, rows);
     CARVE(cv, s->count, E + 1);
     CARVE(cv, s->order, nb * k);
-    CARVE(cv, s->xg, nb * cfg->dim);
-    CARVE(cv, s->g1, nb * cfg->moe_inter);
-    CARVE(cv, s->u, nb * cfg->moe_inter);
-    CARVE(cv, s->yg, nb * cfg->dim);
+    CARVE(cv, s->xg, rows * cfg->dim);
+    CARVE(cv, s->g1, rows * cfg->moe_inter);
+    CARVE(cv, s->u, rows * cfg->moe_inter);
+    CARVE(cv, s->yg, rows * cfg->dim);
 }
 
 static void layout(lt_context *c, carver *cv) {

@@ -67,6 +67,17 @@ static inline lt_vf v_dec_fp8(const uint8_t *p) {
     return _mm256_cvtph_ps(w);
 }
 
+static inline void v_dec_fp8_x4(const uint8_t *p, lt_vf v[4]) {
+    /* even and odd codes of 16-bit words, as in kernels_avx512.h */
+    __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)p), m = _mm256_set1_epi16((short)0xBF80);
+    __m256i even = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(w, 8), 1), m);
+    __m256i odd = _mm256_and_si256(_mm256_srai_epi16(w, 1), m);
+    v[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(even));
+    v[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(even, 1));
+    v[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(odd));
+    v[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(odd, 1));
+}
+
 static inline lt_vf v_dec_fp4(const uint8_t *p) {
     /* bytes b0..b3 -> b0&15, b0>>4, b1&15, ... -> 2 * e2m1 value as int8 */
     int32_t x;
@@ -108,8 +119,8 @@ static inline lt_vf v_dec_ue8m0(const uint8_t *p) {
     return ue8m0_lanes(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)));
 }
 
-static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) {
-    return ue8m0_lanes(_mm256_setr_m128i(_mm_set1_epi32(p[0]), _mm_set1_epi32(p[1])));
+static inline lt_vf v_rep4(lt_vf v, int q) {
+    return _mm256_permutevar8x32_ps(v, _mm256_add_epi32(_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_set1_epi32(2 * q)));
 }
 
 static inline lt_vf v_round_bf16(lt_vf v) {

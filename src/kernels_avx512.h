@@ -3,7 +3,9 @@
  * (kernels_amx.c). Include only from files built with the AVX512F flags.
  *
  *   FP8 e4m3 -> f16 bits by shifts (s.eeee.mmm -> s.0eeee.mmm0000000), then
- *     vcvtph2ps: exact, subnormals included, at value * 2^-8.
+ *     vcvtph2ps: exact, subnormals included, at value * 2^-8. The grouped
+ *     decoder shifts 16-bit words (even and odd codes) instead of widening
+ *     bytes.
  *   FP4 e2m1 -> the 16-entry value table through vpermps (one zmm); the
  *     matrix-vector product shifts 64-byte groups instead of shuffling bytes.
  *   Prefill tile: 2 zmm of weight rows x 12 tokens = 24 accumulators. */
@@ -55,6 +57,20 @@ static inline lt_vf v_dec_fp8(const uint8_t *p) {
     return _mm512_cvtph_ps(w);
 }
 
+static inline void v_dec_fp8_x4(const uint8_t *p, lt_vf v[4]) {
+    /* word j holds codes 2j (low byte) and 2j+1: an arithmetic shift right
+     * by 1 puts the high byte's magnitude at f16 bits 7..13 and its sign at
+     * 14..15, clearing bit 14 leaves s.0eeee.mmm0000000 (the low byte is
+     * shifted up first); no byte widening */
+    __m512i w = _mm512_loadu_si512(p), m = _mm512_set1_epi16((short)0xBF80);
+    __m512i even = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 1), m);
+    __m512i odd = _mm512_and_si512(_mm512_srai_epi16(w, 1), m);
+    v[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(even));
+    v[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(even, 1));
+    v[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(odd));
+    v[3] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(odd, 1));
+}
+
 static inline lt_vf v_dec_fp4(const uint8_t *p) {
     /* bytes b0..b7 -> b0, b0>>4, b1, b1>>4, ... widened to dwords; vpermps
      * reads only the low 4 bits of each index */
@@ -89,11 +105,9 @@ static inline lt_vf v_dec_ue8m0(const uint8_t *p) {
     return ue8m0_lanes(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)));
 }
 
-static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) {
-    int32_t w;
-    memcpy(&w, p, 4);
-    __m512i b = _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(w));
-    return ue8m0_lanes(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), b));
+static inline lt_vf v_rep4(lt_vf v, int q) {
+    __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(4 * q)), v);
 }
 
 static inline lt_vf v_round_bf16(lt_vf v) {

@@ -63,6 +63,21 @@ static inline lt_vf v_dec_fp8(const uint8_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(h));
 }
 
+static inline void v_dec_fp8_x4(const uint8_t *p, lt_vf v[4]) {
+    /* word j holds codes 2j (low byte) and 2j+1: an arithmetic shift right
+     * by 1 leaves the high byte's code at f16 bits 7..15 with the sign
+     * copied into bit 14, which the mask clears (the low byte is shifted up
+     * first) */
+    int16x8_t w = vreinterpretq_s16_u8(vld1q_u8(p));
+    uint16x8_t m = vdupq_n_u16(0xBF80);
+    uint16x8_t even = vandq_u16(vreinterpretq_u16_s16(vshrq_n_s16(vshlq_n_s16(w, 8), 1)), m);
+    uint16x8_t odd = vandq_u16(vreinterpretq_u16_s16(vshrq_n_s16(w, 1)), m);
+    v[0] = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(even)));
+    v[1] = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(even)));
+    v[2] = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(odd)));
+    v[3] = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(odd)));
+}
+
 static inline lt_vf v_dec_fp4(const uint8_t *p) {
     /* bytes b0, b1 -> b0&15, b0>>4, b1&15, b1>>4 -> 2 * e2m1 value as int8 */
     static const int8_t lut[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -109,7 +124,11 @@ static inline lt_vf v_dec_ue8m0(const uint8_t *p) {
     return ue8m0_lanes(vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(x))))));
 }
 
-static inline lt_vf v_dec_ue8m0_x4(const uint8_t *p) { return ue8m0_lanes(vdupq_n_u32(p[0])); }
+static inline lt_vf v_rep4(lt_vf v, int q) {
+    float t[4];
+    vst1q_f32(t, v);
+    return vdupq_n_f32(t[q]);
+}
 
 static inline lt_vf v_round_bf16(lt_vf v) {
     uint32x4_t u = vreinterpretq_u32_f32(v);

@@ -21,8 +21,13 @@
  *   v_dec_fp4_x8(p, v[8])      a group of 8 LT_VL e2m1 codes (4 LT_VL bytes): v[s]
  *                              lane i = code 8i + s, times LT_FP4_DEC (one table
  *                              lookup per vector, no byte shuffles)
- *   v_dec_ue8m0_x4(p)          LT_VL/4 scales, each repeated in 4 lanes: lane i
- *                              = scale of block i/4 (the blocks of such a group)
+ *   v_dec_fp8_x4(p, v[4])      a group of 4 LT_VL e4m3 codes: v[s] lane i = code
+ *                              2 (i + (s & 1) LT_VL) + (s >> 1), times LT_FP8_DEC
+ *                              (even and odd codes of 16-bit words: shifts, no
+ *                              byte widening)
+ *   v_rep4(v, q)               quarter q of v, each lane repeated 4 times: lane i
+ *                              = v lane (q LT_VL/4 + i/4) (the scales of an FP4
+ *                              group's blocks, q < 4)
  *   v_round_e4m3(v)            |v| <= 448 rounded to the e4m3 grid (RNE)
  *   v_round_bf16(v)            rounded to bf16 (RNE), as f32
  *   v_swap_pairs(v)            lanes 2i and 2i+1 exchanged
@@ -68,6 +73,7 @@
 #define LT_RB 4                 /* weight rows per matrix-vector step (x loads shared) */
 #define LT_QK 4096              /* activation columns per chunk of the matrix-vector product */
 #define LT_G4 (8 * LT_VL)       /* columns of one grouped FP4 decode */
+#define LT_G8 (4 * LT_VL)       /* columns of one grouped FP8 decode */
 #define LT_MT 8                 /* most activation rows of the few-token product (more: panels) */
 #define LT_QM 1024              /* activation columns per chunk of the few-token product */
 
@@ -257,13 +263,15 @@ LT_INLINE void dot_all_rows(lt_wtype t, const lt_weight *W, const float *x, int6
  * by the lane-repeated scales applies every block's scale. */
 LT_INLINE void dot_rows_fp4(const lt_weight *W, int64_t r, int nr, const float *xp, int64_t k0, int64_t ng,
                             float *y, int accumulate) {
-    const int64_t stride = W->cols / 2;
+    const int64_t stride = W->cols / 2, nb = W->cols / 32;
     const uint8_t *base = w_row(LT_W_FP4, W, r) + k0 / 2, *srow[LT_RB];
-    const lt_vf bias = v_set1(1.0f / LT_FP4_DEC);
-    lt_vf acc[LT_RB];
-    for (int i = 0; i < nr; i++) srow[i] = scale_row(LT_W_FP4, W, r + i) + k0 / 32, acc[i] = v_zero();
+    lt_vf acc[LT_RB], sc[LT_RB];
+    for (int i = 0; i < nr; i++) srow[i] = scale_row(LT_W_FP4, W, r + i), acc[i] = sc[i] = v_zero();
     for (int64_t g = 0; g < ng; g++) {
         const float *xg = xp + g * LT_G4;
+        int64_t b = k0 / 32 + g * (LT_G4 / 32);
+        if (g % 4 == 0) /* the scales of 4 groups at once */
+            for (int i = 0; i < nr; i++) sc[i] = scales_vec(LT_W_FP4, srow[i], b, nb - b);
         for (int i = 0; i < nr; i++) {
             lt_vf w[8];
             __builtin_prefetch(base + (nr + i) * stride + g * (LT_G4 / 2)); /* the next row group's line */
@@ -273,8 +281,7 @@ LT_INLINE void dot_rows_fp4(const lt_weight *W, int64_t r, int nr, const float *
                 even = v_fma(w[s], v_load(xg + s * LT_VL), even);
                 odd = v_fma(w[s + 1], v_load(xg + (s + 1) * LT_VL), odd);
             }
-            lt_vf sc = v_mul(v_dec_ue8m0_x4(srow[i] + g * (LT_G4 / 32)), bias);
-            acc[i] = v_fma(v_add(even, odd), sc, acc[i]);
+            acc[i] = v_fma(v_add(even, odd), v_rep4(sc[i], (int)(g % 4)), acc[i]);
         }
     }
     for (int i = 0; i < nr; i++) y[i] = (accumulate ? y[i] : 0.0f) + v_hsum(acc[i]);
@@ -298,6 +305,79 @@ LT_INLINE void dot_all_rows_fp4(const lt_weight *W, const float *x, float *xp, i
     if (kg < k1) dot_all_rows(LT_W_FP4, W, x + (kg - k0), kg, k1, y, r0, r1, 1);
 }
 
+/* Grouped FP8 rows (v_dec_fp8_x4). A group's first half (v[0], v[2]) and
+ * second half (v[1], v[3]) each lie in one scale block when the block is
+ * half a group or whole groups (fp8_grouped), and the chunk starts on a
+ * group. */
+LT_INLINE int fp8_grouped(const lt_weight *W, int64_t k0) {
+    return k0 % LT_G8 == 0 && (W->block_c == LT_G8 / 2 || W->block_c % LT_G8 == 0);
+}
+
+/* xp[g + s LT_VL + i] = x[g + 2 (i + (s & 1) LT_VL) + (s >> 1)] within each
+ * group of LT_G8 columns */
+LT_INLINE void permute_x4(const float *x, float *xp, int64_t n) {
+    for (int64_t g = 0; g < n; g += LT_G8)
+        for (int s = 0; s < 4; s++)
+            for (int i = 0; i < LT_VL; i++) xp[g + s * LT_VL + i] = x[g + 2 * (i + (s & 1) * LT_VL) + (s >> 1)];
+}
+
+/* the two halves' products of one group: lo covers its first LT_G8/2
+ * columns, hi the rest */
+LT_INLINE void fp8_group_dot(const uint8_t *p, const float *xg, lt_vf *lo, lt_vf *hi) {
+    lt_vf w[4];
+    v_dec_fp8_x4(p, w);
+    *lo = v_fma(w[0], v_load(xg), v_mul(w[2], v_load(xg + 2 * LT_VL)));
+    *hi = v_fma(w[1], v_load(xg + LT_VL), v_mul(w[3], v_load(xg + 3 * LT_VL)));
+}
+
+/* groups [g, return) share block k / bc (k = k0 + g LT_G8, bc a multiple
+ * of LT_G8) */
+LT_INLINE int64_t fp8_block_end(int64_t k0, int64_t g, int64_t ng, int64_t bc) {
+    return LT_MIN(ng, g + (bc - (k0 + g * LT_G8) % bc) / LT_G8);
+}
+
+/* y[i] (+)= columns [k0, k0 + ng LT_G8) of rows r + i (i < nr), xp permuted
+ * (permute_x4). Blocks of half a group scale each half; larger blocks sum
+ * their groups first. */
+LT_INLINE void dot_rows_fp8(const lt_weight *W, int64_t r, int nr, const float *xp, int64_t k0, int64_t ng,
+                            float *y, int accumulate) {
+    const int64_t stride = W->cols, bc = W->block_c;
+    const uint8_t *base = w_row(LT_W_FP8, W, r) + k0, *srow[LT_RB];
+    lt_vf acc[LT_RB];
+    for (int i = 0; i < nr; i++) srow[i] = scale_row(LT_W_FP8, W, r + i), acc[i] = v_zero();
+    for (int64_t g = 0, b = k0 / bc; g < ng; b += bc == LT_G8 / 2 ? 2 : 1) {
+        int64_t ge = bc == LT_G8 / 2 ? g + 1 : fp8_block_end(k0, g, ng, bc);
+        lt_vf part[LT_RB][2];
+        for (int i = 0; i < nr; i++) part[i][0] = part[i][1] = v_zero();
+        for (; g < ge; g++) {
+            const uint8_t *p = base + g * LT_G8;
+            for (int i = 0; i < nr; i++) {
+                lt_vf lo, hi;
+                if ((g * LT_G8 & 63) == 0) __builtin_prefetch(p + (nr + i) * stride); /* the next row group's line */
+                fp8_group_dot(p + i * stride, xp + g * LT_G8, &lo, &hi);
+                part[i][0] = v_add(part[i][0], lo), part[i][1] = v_add(part[i][1], hi);
+            }
+        }
+        for (int i = 0; i < nr; i++) {
+            lt_vf s = v_set1(scale_of(LT_W_FP8, srow[i], b));
+            if (bc == LT_G8 / 2) acc[i] = v_fma(part[i][0], s, v_fma(part[i][1], v_set1(scale_of(LT_W_FP8, srow[i], b + 1)), acc[i]));
+            else acc[i] = v_fma(v_add(part[i][0], part[i][1]), s, acc[i]);
+        }
+    }
+    for (int i = 0; i < nr; i++) y[i] = (accumulate ? y[i] : 0.0f) + v_hsum(acc[i]);
+}
+
+/* FP8 rows over the chunk [k0, k1): whole groups grouped, the rest by blocks */
+LT_INLINE void dot_all_rows_fp8(const lt_weight *W, const float *x, float *xp, int64_t k0, int64_t k1, float *y,
+                                int64_t r0, int64_t r1, int accumulate) {
+    int64_t ng = (k1 - k0) / LT_G8, kg = k0 + ng * LT_G8;
+    permute_x4(x, xp, kg - k0);
+    int64_t r = r0;
+    for (; r + LT_RB <= r1 && ng; r += LT_RB) dot_rows_fp8(W, r, LT_RB, xp, k0, ng, y + r, accumulate);
+    for (; r < r1 && ng; r++) dot_rows_fp8(W, r, 1, xp, k0, ng, y + r, accumulate);
+    if (kg < k1) dot_all_rows(LT_W_FP8, W, x + (kg - k0), kg, k1, y, r0, r1, accumulate || ng);
+}
+
 /* y[r] for r in [r0, r1), LT_QK columns at a time: the chunk of x is
  * quantised (act_block) and permuted (FP4) into L1 buffers once per call */
 LT_INLINE void matvec(lt_wtype t, const lt_weight *W, const float *x, float *y, int64_t r0, int64_t r1,
@@ -312,6 +392,7 @@ LT_INLINE void matvec(lt_wtype t, const lt_weight *W, const float *x, float *y, 
             xc = xq;
         }
         if (t == LT_W_FP4 && k0 % 32 == 0) dot_all_rows_fp4(W, xc, xp, k0, k1, y, r0, r1, k0 > 0);
+        else if (t == LT_W_FP8 && fp8_grouped(W, k0)) dot_all_rows_fp8(W, xc, xp, k0, k1, y, r0, r1, k0 > 0);
         else dot_all_rows(t, W, xc, k0, k1, y, r0, r1, k0 > 0);
     }
 }
@@ -356,12 +437,14 @@ LT_INLINE void dot_row_multi(lt_wtype t, const lt_weight *W, int64_t r, int nu, 
 LT_INLINE void dot_row_multi_fp4(const lt_weight *W, int64_t r, int nu, const float *xp, int64_t ldx, int64_t k0,
                                  int64_t ng, float *y, int64_t ldy, int accumulate) {
     const int64_t stride = W->cols / 2;
-    const uint8_t *row = w_row(LT_W_FP4, W, r) + k0 / 2, *srow = scale_row(LT_W_FP4, W, r) + k0 / 32;
-    const lt_vf bias = v_set1(1.0f / LT_FP4_DEC);
-    lt_vf acc[LT_MT];
+    const uint8_t *row = w_row(LT_W_FP4, W, r) + k0 / 2, *srow = scale_row(LT_W_FP4, W, r);
+    const int64_t nb = W->cols / 32;
+    lt_vf acc[LT_MT], sc4 = v_zero();
     for (int u = 0; u < nu; u++) acc[u] = v_zero();
     for (int64_t g = 0; g < ng; g++) {
-        lt_vf w[8], sc = v_mul(v_dec_ue8m0_x4(srow + g * (LT_G4 / 32)), bias);
+        int64_t b = k0 / 32 + g * (LT_G4 / 32);
+        if (g % 4 == 0) sc4 = scales_vec(LT_W_FP4, srow, b, nb - b);
+        lt_vf w[8], sc = v_rep4(sc4, (int)(g % 4));
         __builtin_prefetch(row + stride + g * (LT_G4 / 2)); /* the next row's line */
         v_dec_fp4_x8(row + g * (LT_G4 / 2), w);
         for (int u = 0; u < nu; u++) {
@@ -372,6 +455,37 @@ LT_INLINE void dot_row_multi_fp4(const lt_weight *W, int64_t r, int nu, const fl
                 odd = v_fma(w[s + 1], v_load(xg + (s + 1) * LT_VL), odd);
             }
             acc[u] = v_fma(v_add(even, odd), sc, acc[u]);
+        }
+    }
+    for (int u = 0; u < nu; u++) y[u * ldy] = (accumulate ? y[u * ldy] : 0.0f) + v_hsum(acc[u]);
+}
+
+/* the grouped FP8 form (permute_x4 order, dot_rows_fp8's block walk) of
+ * whole groups from k0 (fp8_grouped) */
+LT_INLINE void dot_row_multi_fp8(const lt_weight *W, int64_t r, int nu, const float *xp, int64_t ldx, int64_t k0,
+                                 int64_t ng, float *y, int64_t ldy, int accumulate) {
+    const int64_t bc = W->block_c;
+    const uint8_t *row = w_row(LT_W_FP8, W, r) + k0, *srow = scale_row(LT_W_FP8, W, r);
+    lt_vf acc[LT_MT];
+    for (int u = 0; u < nu; u++) acc[u] = v_zero();
+    for (int64_t g = 0, b = k0 / bc; g < ng; b += bc == LT_G8 / 2 ? 2 : 1) {
+        int64_t ge = bc == LT_G8 / 2 ? g + 1 : fp8_block_end(k0, g, ng, bc);
+        lt_vf part[LT_MT][2];
+        for (int u = 0; u < nu; u++) part[u][0] = part[u][1] = v_zero();
+        for (; g < ge; g++) {
+            lt_vf w[4];
+            if ((g * LT_G8 & 63) == 0) __builtin_prefetch(row + W->cols + g * LT_G8); /* the next row's line */
+            v_dec_fp8_x4(row + g * LT_G8, w);
+            for (int u = 0; u < nu; u++) {
+                const float *xg = xp + u * ldx + g * LT_G8;
+                part[u][0] = v_fma(w[0], v_load(xg), v_fma(w[2], v_load(xg + 2 * LT_VL), part[u][0]));
+                part[u][1] = v_fma(w[1], v_load(xg + LT_VL), v_fma(w[3], v_load(xg + 3 * LT_VL), part[u][1]));
+            }
+        }
+        lt_vf s = v_set1(scale_of(LT_W_FP8, srow, b));
+        for (int u = 0; u < nu; u++) {
+            if (bc == LT_G8 / 2) acc[u] = v_fma(part[u][0], s, v_fma(part[u][1], v_set1(scale_of(LT_W_FP8, srow, b + 1)), acc[u]));
+            else acc[u] = v_fma(v_add(part[u][0], part[u][1]), s, acc[u]);
         }
     }
     for (int u = 0; u < nu; u++) y[u * ldy] = (accumulate ? y[u * ldy] : 0.0f) + v_hsum(acc[u]);
@@ -393,10 +507,15 @@ LT_INLINE void matvec_multi_n(lt_wtype t, const lt_weight *W, const float *X, in
             if (act_block) quant_fp8(X + u * W->cols + k0, xq + u * LD, kc, act_block);
             else memcpy(xq + u * LD, X + u * W->cols + k0, sizeof(float) * (size_t)kc);
         }
-        int64_t ng = t == LT_W_FP4 && k0 % 32 == 0 ? kc / LT_G4 : 0, kg = k0 + ng * LT_G4;
-        for (int u = 0; u < nu && ng; u++) permute_x8(xq + u * LD, xp + u * LD, kg - k0);
+        const int fp4 = t == LT_W_FP4 && k0 % 32 == 0, fp8 = t == LT_W_FP8 && fp8_grouped(W, k0);
+        const int64_t gw = fp4 ? LT_G4 : LT_G8, ng = fp4 || fp8 ? kc / gw : 0, kg = k0 + ng * gw;
+        for (int u = 0; u < nu && ng; u++) {
+            if (fp4) permute_x8(xq + u * LD, xp + u * LD, kg - k0);
+            else permute_x4(xq + u * LD, xp + u * LD, kg - k0);
+        }
         for (int64_t r = r0; r < r1; r++) {
-            if (ng) dot_row_multi_fp4(W, r, nu, xp, LD, k0, ng, Y + r, ldy, k0 > 0);
+            if (ng && fp4) dot_row_multi_fp4(W, r, nu, xp, LD, k0, ng, Y + r, ldy, k0 > 0);
+            if (ng && fp8) dot_row_multi_fp8(W, r, nu, xp, LD, k0, ng, Y + r, ldy, k0 > 0);
             if (kg < k1) dot_row_multi(t, W, r, nu, xq + (kg - k0), LD, kg, k1, Y + r, ldy, k0 > 0 || ng);
         }
     }

@@ -1,10 +1,6 @@
-/* The kernel table's products, split into tiles across the pool.
- *
- * Tiles: decode (n = 1) cuts the rows into about 4 tiles per thread so the
- * dynamic hand-out evens out cores the OS lends elsewhere; a product under
- * LT_MIN_TILE_MACS runs on the caller. Prefill cuts rows into multiples of 64
- * (whole register panels of every table) and, past LT_TOK_TILE activation
- * rows, the activation rows too, so short matrices still feed every thread. */
+/* The kernel table's products, split into tiles across the pool (a batch of
+ * products shares one parallel loop; see tile() for the tile sizes), and
+ * the attention and indexer loops. */
 #include "linear.h"
 #include "kernels.h"
 #include "threads.h"
@@ -13,51 +9,82 @@
 #define LT_MIN_TILE_MACS (64 * 1024)
 #define LT_TOK_TILE 256
 
+/* one product's tiling: row_tile rows by tok_tile activation rows */
+typedef struct {
+    int64_t row_tile, n_row_tiles, tok_tile, first; /* first: its first item in the batch */
+} tiling;
+
 typedef struct {
     const lt_kernels *k;
-    const lt_weight *W;
-    const float *X;
-    float *Y;
-    int64_t n, ldy, r0, r1;
-    int64_t row_tile, n_row_tiles, tok_tile;
-    int act_block;
-} linear_job;
+    const lt_product *p;
+    const tiling *tl;
+    int count;
+} batch_job;
 
 static void run_tile(void *ctx, int64_t item, int tid) {
-    const linear_job *j = ctx;
+    const batch_job *j = ctx;
     (void)tid;
-    int64_t ra = j->r0 + (item % j->n_row_tiles) * j->row_tile, rb = LT_MIN_I64(ra + j->row_tile, j->r1);
-    int64_t ta = (item / j->n_row_tiles) * j->tok_tile, tb = LT_MIN_I64(ta + j->tok_tile, j->n);
-    const float *X = j->X + ta * j->W->cols;
-    float *Y = j->Y + ta * j->ldy;
-    if (j->act_block) j->k->matmul_actq[j->W->type](j->W, X, tb - ta, Y, j->ldy, ra, rb, j->act_block);
-    else j->k->matmul[j->W->type](j->W, X, tb - ta, Y, j->ldy, ra, rb);
+    int i = 0;
+    while (i + 1 < j->count && j->tl[i + 1].first <= item) i++;
+    const lt_product *p = &j->p[i];
+    const tiling *t = &j->tl[i];
+    int64_t local = item - t->first;
+    int64_t ra = p->r0 + (local % t->n_row_tiles) * t->row_tile, rb = LT_MIN_I64(ra + t->row_tile, p->r1);
+    int64_t ta = (local / t->n_row_tiles) * t->tok_tile, tb = LT_MIN_I64(ta + t->tok_tile, p->n);
+    const float *X = p->X + ta * p->W->cols;
+    float *Y = p->Y + ta * p->ldy;
+    if (p->act_block) j->k->matmul_actq[p->W->type](p->W, X, tb - ta, Y, p->ldy, ra, rb, p->act_block);
+    else j->k->matmul[p->W->type](p->W, X, tb - ta, Y, p->ldy, ra, rb);
 }
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+static int64_t product_macs(const lt_product *p) { return p->n * (p->r1 - p->r0) * p->W->cols; }
+
+/* Tiles of about an equal share of the batch's work, 4 per thread (the
+ * dynamic hand-out evens out cores the OS lends elsewhere), none under
+ * LT_MIN_TILE_MACS. Decode tiles are whole 16-row groups; prefill tiles
+ * whole 64-row register panels and, past LT_TOK_TILE activation rows, cut
+ * the activation rows too. */
+static tiling tile(const lt_product *p, int64_t share) {
+    int64_t rows = p->r1 - p->r0, cols = LT_MAX(p->W->cols, 1);
+    tiling t = {rows, 1, p->n, 0};
+    if (product_macs(p) >= 2 * LT_MIN_TILE_MACS) {
+        if (p->n == 1) {
+            t.row_tile = round_up(LT_MAX((share + cols - 1) / cols, 16), 16);
+        } else {
+            t.tok_tile = p->n > LT_TOK_TILE ? LT_TOK_TILE : p->n;
+            t.row_tile = round_up((share + t.tok_tile * cols - 1) / (t.tok_tile * cols), 64);
+        }
+        t.row_tile = LT_MIN(t.row_tile, rows);
+    }
+    t.n_row_tiles = (rows + t.row_tile - 1) / t.row_tile;
+    return t;
+}
+
+void lt_linear_batch(const lt_product *p, int count) {
+    tiling tl[LT_BATCH_MAX];
+    int64_t total = 0, items = 0;
+    for (int i = 0; i < count; i++) total += product_macs(&p[i]);
+    int64_t share = LT_MAX(total / (4 * lt_threads_count()), LT_MIN_TILE_MACS);
+    for (int i = 0; i < count; i++) {
+        if (p[i].n <= 0 || p[i].r1 <= p[i].r0) {
+            tl[i] = (tiling){1, 0, 1, items}; /* no items */
+            continue;
+        }
+        tl[i] = tile(&p[i], share);
+        tl[i].first = items;
+        items += tl[i].n_row_tiles * ((p[i].n + tl[i].tok_tile - 1) / tl[i].tok_tile);
+    }
+    batch_job j = {lt_kern(), p, tl, count};
+    if (items == 1) run_tile(&j, 0, 0);
+    else if (items > 1) lt_parallel_for(items, run_tile, &j);
+}
+
 void lt_linear_rows(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0, int64_t r1,
                     int act_block) {
-    int64_t rows = r1 - r0;
-    if (n <= 0 || rows <= 0) return;
-    linear_job j = {lt_kern(), W, X, Y, n, ldy, r0, r1, rows, 1, n, act_block};
-    int64_t macs = n * rows * W->cols;
-    if (macs >= 2 * LT_MIN_TILE_MACS) {
-        int64_t threads = lt_threads_count(), tiles = 4 * threads;
-        if (n == 1) {
-            int64_t by_work = LT_MAX(LT_MIN_TILE_MACS / LT_MAX(W->cols, 1), 16);
-            j.row_tile = round_up(LT_MAX((rows + tiles - 1) / tiles, by_work), 16);
-        } else {
-            j.tok_tile = n > LT_TOK_TILE ? LT_TOK_TILE : n;
-            int64_t tok_tiles = (n + j.tok_tile - 1) / j.tok_tile;
-            int64_t per_tok = LT_MAX((tiles + tok_tiles - 1) / tok_tiles, 1);
-            j.row_tile = round_up((rows + per_tok - 1) / per_tok, 64);
-        }
-    }
-    j.n_row_tiles = (rows + j.row_tile - 1) / j.row_tile;
-    int64_t items = j.n_row_tiles * ((n + j.tok_tile - 1) / j.tok_tile);
-    if (items == 1) run_tile(&j, 0, 0);
-    else lt_parallel_for(items, run_tile, &j);
+    lt_product p = {W, X, n, Y, ldy, r0, r1, act_block};
+    lt_linear_batch(&p, 1);
 }
 
 void lt_linear(const lt_weight *W, const float *X, int64_t n, float *Y) {

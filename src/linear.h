@@ -24,6 +24,21 @@ void lt_linear_actq(const lt_weight *W, const float *X, int64_t n, float *Y, int
 void lt_linear_rows(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0, int64_t r1,
                     int act_block);
 
+/* Several independent products run as one parallel loop: their tiles are
+ * handed out together, so the batch costs one fork and join and no core
+ * idles at a product's end (the routed experts of a decoded token). At most
+ * LT_BATCH_MAX products; each Y as lt_linear_rows writes it. */
+#define LT_BATCH_MAX 64
+typedef struct {
+    const lt_weight *W;
+    const float *X;
+    int64_t n;
+    float *Y;
+    int64_t ldy, r0, r1;
+    int act_block;
+} lt_product;
+void lt_linear_batch(const lt_product *p, int count);
+
 /* One query's attention over gathered KV rows (spec 3.6; the kernel
  * table's attn_rows), all nh heads (they share the rows, V4's single K = V
  * head): q and o are [nh, d]; rows[j] stored in format f[0] for j <

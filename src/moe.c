@@ -2,6 +2,7 @@
  * routing, clamped SwiGLU experts and the shared expert. */
 #include "moe.h"
 #include "kernels.h"
+#include "linear.h"
 #include "util.h"
 
 #include <math.h>
@@ -68,25 +69,50 @@ static void group_by_expert(const lt_config *cfg, lt_moe_scratch *s, int64_t n) 
     s->count[0] = 0;
 }
 
-/* out += the routed experts' outputs, one expert at a time over its tokens
- * (in runs of at most n rows: the scratch holds n) */
+/* out += the routed experts' outputs, in ascending expert id (the
+ * reference's order of its y[idx] += sums). Consecutive experts whose
+ * tokens fit the scratch rows form a batch: the w1 and w3 products of all of
+ * them run as one parallel loop, then all their w2 products (a decoded
+ * token's experts: two fork/joins instead of three per expert). */
 static void routed_experts(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_moe_scratch *s, const float *h,
-                           int64_t n, float *out) {
-    int64_t D = cfg->dim, E = cfg->n_routed_experts, k = cfg->n_experts_per_tok;
-    for (int64_t e = 0; e < E; e++)
-        for (int64_t r0 = s->count[e]; r0 < s->count[e + 1]; r0 += n) {
-            int64_t m = LT_MIN_I64(n, s->count[e + 1] - r0);
+                           float *out) {
+    enum { MAXE = LT_BATCH_MAX / 2 };
+    const int64_t D = cfg->dim, E = cfg->n_routed_experts, k = cfg->n_experts_per_tok, I = w->w1[0].rows;
+    int64_t ids[MAXE], off[MAXE + 1];
+    lt_product p[LT_BATCH_MAX];
+    for (int64_t e = 0; e < E;) {
+        int ne = 0;
+        off[0] = 0;
+        for (; e < E && ne < MAXE; e++) { /* every expert has at most n <= rows tokens */
+            int64_t m = s->count[e + 1] - s->count[e];
+            if (!m) continue;
+            if (off[ne] + m > s->rows) break;
             for (int64_t i = 0; i < m; i++) {
-                int32_t ts = s->order[r0 + i];
-                memcpy(s->xg + i * D, h + (ts / k) * D, (size_t)D * sizeof *h);
-                s->wg[i] = s->wt[ts];
+                int32_t ts = s->order[s->count[e] + i];
+                memcpy(s->xg + (off[ne] + i) * D, h + (ts / k) * D, (size_t)D * sizeof *h);
+                s->wg[off[ne] + i] = s->wt[ts];
             }
-            expert_ffn(&w->w1[e], &w->w3[e], &w->w2[e], cfg, nm, s, s->xg, m, s->wg, s->yg);
-            for (int64_t i = 0; i < m; i++) {
-                float *o = out + (s->order[r0 + i] / k) * D;
-                for (int64_t d = 0; d < D; d++) o[d] += s->yg[i * D + d];
-            }
+            ids[ne] = e;
+            off[ne + 1] = off[ne] + m;
+            ne++;
         }
+        if (!ne) break; /* only unused experts were left */
+        for (int j = 0; j < ne; j++) {
+            int64_t m = off[j + 1] - off[j];
+            p[2 * j] = (lt_product){&w->w1[ids[j]], s->xg + off[j] * D, m, s->g1 + off[j] * I, I, 0, I, 0};
+            p[2 * j + 1] = (lt_product){&w->w3[ids[j]], s->xg + off[j] * D, m, s->u + off[j] * I, I, 0, I, 0};
+        }
+        lt_num_linear_batch(nm, p, 2 * ne, LT_LIN_QUANT);
+        lt_kern()->swiglu(s->g1, s->u, s->wg, off[ne], I, (float)cfg->swiglu_limit, lt_num_ref(nm));
+        for (int j = 0; j < ne; j++)
+            p[j] = (lt_product){&w->w2[ids[j]], s->g1 + off[j] * I, off[j + 1] - off[j], s->yg + off[j] * D, D, 0, D, 0};
+        lt_num_linear_batch(nm, p, ne, LT_LIN_QUANT);
+        for (int j = 0; j < ne; j++)
+            for (int64_t i = 0; i < off[j + 1] - off[j]; i++) {
+                float *o = out + (s->order[s->count[ids[j]] + i] / k) * D;
+                for (int64_t d = 0; d < D; d++) o[d] += s->yg[(off[j] + i) * D + d];
+            }
+    }
 }
 
 void lt_moe_forward(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_moe_scratch *s, const float *h,
@@ -96,12 +122,12 @@ void lt_moe_forward(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_
     int64_t nd = n * cfg->dim;
     if (lt_num_shared_expert_last(nm)) {
         memset(out, 0, (size_t)nd * sizeof *out);
-        routed_experts(w, cfg, nm, s, h, n, out);
+        routed_experts(w, cfg, nm, s, h, out);
         expert_ffn(&w->sw1, &w->sw3, &w->sw2, cfg, nm, s, h, n, NULL, s->yg);
         for (int64_t i = 0; i < nd; i++) out[i] += s->yg[i];
     } else {
         expert_ffn(&w->sw1, &w->sw3, &w->sw2, cfg, nm, s, h, n, NULL, out);
-        routed_experts(w, cfg, nm, s, h, n, out);
+        routed_experts(w, cfg, nm, s, h, out);
     }
     lt_num_store(nm, out, nd);
 }

@@ -35,12 +35,13 @@ typedef struct {
     float *logits;         /* [n, E] gate logits, then scores */
     int32_t *sel;          /* [n, k] chosen experts */
     float *wt;             /* [n, k] their weights */
-    float *wg;             /* [n] weights of one expert's rows */
+    int64_t rows;          /* rows of wg, xg, g1, u, yg: at least n and k */
+    float *wg;             /* [rows] weights of a batch of experts' rows */
     int32_t *count;        /* [E + 1] tokens per expert, then offsets */
     int32_t *order;        /* [n * k] (token * k + slot), grouped by expert */
-    float *xg;             /* [n, D] rows of one expert's tokens */
-    float *g1, *u;         /* [n, I] */
-    float *yg;             /* [n, D] */
+    float *xg;             /* [rows, D] the tokens of a batch of experts */
+    float *g1, *u;         /* [rows, I] */
+    float *yg;             /* [rows, D] */
 } lt_moe_scratch;
 
 /* Routing of n tokens: s->sel / s->wt. tokens are the input ids (hash layers). */

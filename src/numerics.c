@@ -20,9 +20,16 @@ void lt_num_linear(const lt_num *nm, const lt_weight *W, const float *X, int64_t
 
 void lt_num_linear_rows(const lt_num *nm, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                         int64_t r0, int64_t r1, lt_lin_kind kind) {
-    lt_linear_rows(W, X, n, Y, ldy, r0, r1, act_block(nm, W, kind));
+    lt_product p = {W, X, n, Y, ldy, r0, r1, 0};
+    lt_num_linear_batch(nm, &p, 1, kind);
+}
+
+void lt_num_linear_batch(const lt_num *nm, lt_product *p, int count, lt_lin_kind kind) {
+    for (int i = 0; i < count; i++) p[i].act_block = act_block(nm, p[i].W, kind);
+    lt_linear_batch(p, count);
     if (kind == LT_LIN_F32 || !lt_num_ref(nm)) return;
-    for (int64_t t = 0; t < n; t++) lt_round_bf16_n(Y + t * ldy + r0, r1 - r0);
+    for (int i = 0; i < count; i++)
+        for (int64_t t = 0; t < p[i].n; t++) lt_round_bf16_n(p[i].Y + t * p[i].ldy + p[i].r0, p[i].r1 - p[i].r0);
 }
 
 void lt_num_store(const lt_num *nm, float *x, int64_t n) {

@@ -13,6 +13,7 @@
 
 #include "lantern.h"
 #include "weights.h"
+#include "linear.h"
 
 
 typedef struct {
@@ -37,6 +38,10 @@ void lt_num_linear(const lt_num *nm, const lt_weight *W, const float *X, int64_t
 /* Row range r0..r1 of the product, written at Y[t*ldy + r]; X is [n, W->cols]. */
 void lt_num_linear_rows(const lt_num *nm, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                         int64_t r0, int64_t r1, lt_lin_kind kind);
+
+/* Independent products as one parallel loop (linear.h, lt_linear_batch),
+ * each with the rounding of `kind`; sets their act_block. */
+void lt_num_linear_batch(const lt_num *nm, lt_product *p, int count, lt_lin_kind kind);
 
 /* A bf16 storage point: rounds x[0..n) in REFERENCE mode. */
 void lt_num_store(const lt_num *nm, float *x, int64_t n);
