@@ -18,6 +18,12 @@
 #include "ops.h"
 #include "weights.h"
 
+/* Most activation rows (tokens) that matmul and matmul_actq run as
+ * matrix-vector products (each weight decoded once for all of them); more
+ * run as prefill panels (or AMX tiles). For such few rows matmul_actq equals
+ * matmul on fake_quant_fp8'd rows bit for bit where act_block divides 4096
+ * (the kernels quantise in the same blocks and sum in the same chunks). */
+#define LT_FEW_TOKENS 8
 /* Largest activation quantisation block of matmul_actq / fake_quant_fp8. */
 #define LT_ACTQ_MAX_BLOCK 256
 /* Largest index query of index_score: heads, and heads x dim. */

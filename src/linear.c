@@ -6,6 +6,9 @@
 #include "threads.h"
 #include "util.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #define LT_MIN_TILE_MACS (64 * 1024)
 #define LT_TOK_TILE 256
 
@@ -62,23 +65,58 @@ static tiling tile(const lt_product *p, int64_t share) {
     return t;
 }
 
+/* Few-token products quantise their activations once, here, instead of
+ * once per tile: each distinct X (w1 and w3 of an expert share one) is
+ * copied and fake_quant_fp8'd, and the product runs as a plain matmul on it
+ * (the same arithmetic, kernels.h LT_FEW_TOKENS). q gets the products to
+ * run; returns the buffer to free (NULL: none, or out of memory and q
+ * quantises per tile as before). */
+static float *quantise_once(const lt_kernels *k, const lt_product *p, int count, lt_product *q) {
+    int64_t floats = 0;
+    for (int i = 0; i < count; i++) {
+        q[i] = p[i];
+        if (p[i].act_block && p[i].n <= LT_FEW_TOKENS && 4096 % p[i].act_block == 0 && (!i || p[i].X != p[i - 1].X))
+            floats += p[i].n * p[i].W->cols;
+    }
+    float *buf = floats ? malloc(sizeof(float) * (size_t)floats) : NULL, *at = buf;
+    for (int i = 0; i < count && buf; i++) {
+        if (!p[i].act_block || p[i].n > LT_FEW_TOKENS || 4096 % p[i].act_block) continue;
+        int64_t cols = p[i].W->cols;
+        if (i && p[i].X == p[i - 1].X && q[i - 1].act_block == 0 && p[i - 1].act_block == p[i].act_block &&
+            p[i - 1].W->cols == cols && p[i - 1].n >= p[i].n) {
+            q[i].X = q[i - 1].X;
+        } else {
+            memcpy(at, p[i].X, sizeof(float) * (size_t)(p[i].n * cols));
+            for (int64_t t = 0; t < p[i].n; t++) k->fake_quant_fp8(at + t * cols, cols, p[i].act_block);
+            q[i].X = at;
+            at += p[i].n * cols;
+        }
+        q[i].act_block = 0;
+    }
+    return buf;
+}
+
 void lt_linear_batch(const lt_product *p, int count) {
     tiling tl[LT_BATCH_MAX];
+    lt_product q[LT_BATCH_MAX];
+    const lt_kernels *k = lt_kern();
+    float *buf = quantise_once(k, p, count, q);
     int64_t total = 0, items = 0;
-    for (int i = 0; i < count; i++) total += product_macs(&p[i]);
+    for (int i = 0; i < count; i++) total += product_macs(&q[i]);
     int64_t share = LT_MAX(total / (4 * lt_threads_count()), LT_MIN_TILE_MACS);
     for (int i = 0; i < count; i++) {
-        if (p[i].n <= 0 || p[i].r1 <= p[i].r0) {
+        if (q[i].n <= 0 || q[i].r1 <= q[i].r0) {
             tl[i] = (tiling){1, 0, 1, items}; /* no items */
             continue;
         }
-        tl[i] = tile(&p[i], share);
+        tl[i] = tile(&q[i], share);
         tl[i].first = items;
-        items += tl[i].n_row_tiles * ((p[i].n + tl[i].tok_tile - 1) / tl[i].tok_tile);
+        items += tl[i].n_row_tiles * ((q[i].n + tl[i].tok_tile - 1) / tl[i].tok_tile);
     }
-    batch_job j = {lt_kern(), p, tl, count};
+    batch_job j = {k, q, tl, count};
     if (items == 1) run_tile(&j, 0, 0);
     else if (items > 1) lt_parallel_for(items, run_tile, &j);
+    free(buf);
 }
 
 void lt_linear_rows(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0, int64_t r1,

@@ -161,3 +161,50 @@ LT_TEST(threads, linear_thread_invariant) {
     free(Y0);
     free(Y1);
 }
+
+/* a batch of products (shared inputs, an empty product, row sub-ranges,
+ * quantised and not, 1 to 9 tokens) writes what each product writes alone */
+LT_TEST(threads, linear_batch_matches_single) {
+    enum { ROWS = 200, COLS = 384, N = 9, P = 6 };
+    uint8_t *w = malloc(ROWS * COLS), *s = malloc((ROWS + 127) / 128 * (COLS / 128));
+    float *X = malloc(sizeof(float) * N * COLS), *Y0 = malloc(sizeof(float) * P * N * ROWS);
+    float *Y1 = malloc(sizeof(float) * P * N * ROWS);
+    uint32_t v = 777;
+    for (int i = 0; i < ROWS * COLS; i++) {
+        v = v * 1664525u + 1013904223u;
+        w[i] = (uint8_t)(v >> 24) & 0x7E;
+    }
+    for (int i = 0; i < (ROWS + 127) / 128 * (COLS / 128); i++) s[i] = (uint8_t)(121 + i % 5);
+    for (int i = 0; i < N * COLS; i++) {
+        v = v * 1664525u + 1013904223u;
+        X[i] = ((float)(v >> 8) * 0x1p-24f - 0.5f) * 20.0f;
+    }
+    lt_weight W = {.type = LT_W_FP8, .data = w, .scale = s, .rows = ROWS, .cols = COLS, .block_r = 128,
+                   .block_c = 128, .name = "test"};
+    static const struct { int64_t x, n, r0, r1; int act; } spec[P] = {
+        {0, 1, 0, ROWS, 128}, {0, 1, 0, ROWS, 128}, /* one input, two products */
+        {1, 3, 10, 150, 128}, {1, 3, 0, 0, 128},    /* an empty one */
+        {2, 9, 0, ROWS, 32},  {3, 1, 64, ROWS, 0},
+    };
+    lt_product p[P];
+    for (int i = 0; i < P; i++)
+        p[i] = (lt_product){&W, X + spec[i].x * COLS, spec[i].n, Y1 + i * N * ROWS, ROWS, spec[i].r0, spec[i].r1,
+                            spec[i].act};
+    lt_error err;
+    for (int th = 1; th <= 2; th++) {
+        CHECK(lt_threads_set(th, &err) == LT_OK);
+        for (int i = 0; i < P * N * ROWS; i++) Y0[i] = Y1[i] = -1.0f;
+        for (int i = 0; i < P; i++) {
+            if (spec[i].act) lt_kern()->matmul_actq[LT_W_FP8](&W, p[i].X, p[i].n, Y0 + i * N * ROWS, ROWS, p[i].r0, p[i].r1, spec[i].act);
+            else lt_kern()->matmul[LT_W_FP8](&W, p[i].X, p[i].n, Y0 + i * N * ROWS, ROWS, p[i].r0, p[i].r1);
+        }
+        lt_linear_batch(p, P);
+        CHECKF(!memcmp(Y0, Y1, sizeof(float) * P * N * ROWS), "batch differs from single products at %d threads", th);
+    }
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+    free(w);
+    free(s);
+    free(X);
+    free(Y0);
+    free(Y1);
+}
