@@ -18,12 +18,6 @@
 #include "ops.h"
 #include "weights.h"
 
-/* Most activation rows (tokens) that matmul and matmul_actq run as
- * matrix-vector products (each weight decoded once for all of them); more
- * run as prefill panels (or AMX tiles). For such few rows matmul_actq equals
- * matmul on fake_quant_fp8'd rows bit for bit where act_block divides 4096
- * (the kernels quantise in the same blocks and sum in the same chunks). */
-#define LT_FEW_TOKENS 8
 /* Largest activation quantisation block of matmul_actq / fake_quant_fp8. */
 #define LT_ACTQ_MAX_BLOCK 256
 /* Largest index query of index_score: heads, and heads x dim. */
@@ -49,7 +43,9 @@ typedef struct {
      * cols (act_block in [1, LT_ACTQ_MAX_BLOCK]) and every block is replaced by
      * its FP8 e4m3 round trip with a power-of-two scale, exactly as
      * fake_quant_fp8 does. X is not modified; the quantisation is fused into
-     * the product (done per L1 chunk) and allocates nothing. */
+     * the product (done per L1 chunk) and allocates nothing. For one row
+     * (n = 1) and act_block dividing 4096 every table computes exactly
+     * matmul on the fake_quant_fp8'd row (same blocks, same chunks). */
     void (*matmul_actq[LT_W_COUNT])(const lt_weight *W, const float *X, int64_t n,
                                     float *Y, int64_t ldy, int64_t r0, int64_t r1, int act_block);
     /* In place FP8 e4m3 round trip of x[0..n) in blocks of `block` (spec 3.4):

@@ -74,7 +74,7 @@
 #define LT_QK 4096              /* activation columns per chunk of the matrix-vector product */
 #define LT_G4 (8 * LT_VL)       /* columns of one grouped FP4 decode */
 #define LT_G8 (4 * LT_VL)       /* columns of one grouped FP8 decode */
-#define LT_MT LT_FEW_TOKENS     /* most activation rows of the few-token product (more: panels) */
+#define LT_MT 8                 /* most activation rows of the few-token product (more: panels) */
 #define LT_QM 1024              /* activation columns per chunk of the few-token product */
 
 /* ---- number formats and block walking ---------------------------------- */

@@ -65,31 +65,30 @@ static tiling tile(const lt_product *p, int64_t share) {
     return t;
 }
 
-/* Few-token products quantise their activations once, here, instead of
+/* Decode products (one activation row) quantise it once, here, instead of
  * once per tile: each distinct X (w1 and w3 of an expert share one) is
  * copied and fake_quant_fp8'd, and the product runs as a plain matmul on it
- * (the same arithmetic, kernels.h LT_FEW_TOKENS). q gets the products to
- * run; returns the buffer to free (NULL: none, or out of memory and q
- * quantises per tile as before). */
+ * (the same arithmetic, kernels.h matmul_actq). q gets the products to run;
+ * returns the buffer to free (NULL: none, or out of memory and q quantises
+ * per tile as before). */
 static float *quantise_once(const lt_kernels *k, const lt_product *p, int count, lt_product *q) {
     int64_t floats = 0;
     for (int i = 0; i < count; i++) {
         q[i] = p[i];
-        if (p[i].act_block && p[i].n <= LT_FEW_TOKENS && 4096 % p[i].act_block == 0 && (!i || p[i].X != p[i - 1].X))
-            floats += p[i].n * p[i].W->cols;
+        if (p[i].act_block && p[i].n == 1 && 4096 % p[i].act_block == 0) floats += p[i].W->cols;
     }
     float *buf = floats ? malloc(sizeof(float) * (size_t)floats) : NULL, *at = buf;
     for (int i = 0; i < count && buf; i++) {
-        if (!p[i].act_block || p[i].n > LT_FEW_TOKENS || 4096 % p[i].act_block) continue;
+        if (!p[i].act_block || p[i].n != 1 || 4096 % p[i].act_block) continue;
         int64_t cols = p[i].W->cols;
         if (i && p[i].X == p[i - 1].X && q[i - 1].act_block == 0 && p[i - 1].act_block == p[i].act_block &&
-            p[i - 1].W->cols == cols && p[i - 1].n >= p[i].n) {
+            p[i - 1].W->cols == cols) {
             q[i].X = q[i - 1].X;
         } else {
-            memcpy(at, p[i].X, sizeof(float) * (size_t)(p[i].n * cols));
-            for (int64_t t = 0; t < p[i].n; t++) k->fake_quant_fp8(at + t * cols, cols, p[i].act_block);
+            memcpy(at, p[i].X, sizeof(float) * (size_t)cols);
+            k->fake_quant_fp8(at, cols, p[i].act_block);
             q[i].X = at;
-            at += p[i].n * cols;
+            at += cols;
         }
         q[i].act_block = 0;
     }
