@@ -359,6 +359,61 @@ AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
     for (int i = 0; i < nt; i++) memcpy(Y + i * ldy, gemm.ct + i * 16, sizeof(float) * (size_t)nr);
 }
 
+/* FP4 codes straight into B tiles: byte (row, pair p) holds codes 2p and
+ * 2p + 1, so d | d << 12 puts them in the two 16-bit halves of a dword and
+ * one VPERMW through the e2m1 bf16 table (repeated: it reads 5 index bits)
+ * gives the pair; the block's scale 2^(s-127) is added to the table's
+ * exponents (exact for s in [2, 252]: e2m1 x 2^(s-127) stays a normal
+ * bf16); 16 rows x 16 pairs are then transposed to [pair][row]. The tiles
+ * equal the decoded panel's, bit for bit. Returns 0 if a scale is out of
+ * that range. */
+AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc) {
+    const int64_t nb = W->cols / 32;
+    static const uint16_t e2m1_bf16[32] = {
+        0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
+        0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0,
+        0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
+        0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0,
+    };
+    const __m512i table = _mm512_loadu_si512(e2m1_bf16);
+    const __mmask32 nonzero = 0xFEFEFEFEu; /* codes 0 and 8: +-0 keep their exponent */
+    for (int g = 0; g * 16 < mr; g++)
+        for (int64_t j = 0; j < kc / 32; j++) {
+            __m512i z[16];
+            for (int i = 0; i < 16; i++) {
+                int64_t row = r + 16 * g + i;
+                if (16 * g + i >= mr) {
+                    z[i] = _mm512_setzero_si512();
+                    continue;
+                }
+                const uint8_t *src = (const uint8_t *)W->data + row * (W->cols / 2) + (k0 + 32 * j) / 2;
+                if (j % 4 == 0) __builtin_prefetch(src + kc / 2); /* the next column chunk: L2 until this row's turn */
+                uint8_t sc = W->scale[row * nb + k0 / 32 + j];
+                if (sc < 2 || sc > 252) return 0; /* the caller's panel rewrites every tile */
+                short e = (short)((sc - 127) << 7);
+                __m512i t = _mm512_mask_add_epi16(table, nonzero, table, _mm512_set1_epi16(e));
+                __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)src));
+                z[i] = _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)), t);
+            }
+            v_transpose((lt_vf *)(void *)z);
+            for (int q = 0; q < 16; q++) _mm512_storeu_si512(gemm.bt[g] + (16 * j + q) * 16, z[q]);
+        }
+    return 1;
+}
+
+/* the B tiles of the weight panel rows [r, r + mr) x columns [k0, k0 + kc):
+ * FP4 directly, else the decoded fp32 panel's column pairs interleaved */
+AMX_FN static void amx_panel(lt_wtype t, const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc) {
+    if (t == LT_W_FP4 && amx_fp4_tiles(W, r, mr, k0, kc)) return;
+    pack_panel(t, W, r, mr, k0, kc, gemm.Bp);
+    for (int g = 0; g * 16 < mr; g++)
+        for (int64_t p = 0; p < kc / 2; p++) {
+            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(gemm.Bp + 2 * p * LT_MR + 16 * g)));
+            __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(gemm.Bp + (2 * p + 1) * LT_MR + 16 * g)));
+            _mm512_storeu_si512(gemm.bt[g] + p * 16, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+}
+
 AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                                    int64_t r0, int64_t r1, int act_block) {
     const int64_t cols = W->cols, step = LT_KC - LT_KC % act_block;
@@ -380,13 +435,7 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
             }
             for (int64_t r = r0; r < r1; r += LT_MR) {
                 int mr = (int)LT_MIN(LT_MR, r1 - r), groups = mr > 16 ? 2 : 1;
-                pack_panel(t, W, r, mr, k0, kc, gemm.Bp);
-                for (int g = 0; g < groups; g++)
-                    for (int64_t p = 0; p < kc / 2; p++) {
-                        __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(gemm.Bp + 2 * p * LT_MR + 16 * g)));
-                        __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(gemm.Bp + (2 * p + 1) * LT_MR + 16 * g)));
-                        _mm512_storeu_si512(gemm.bt[g] + p * 16, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-                    }
+                amx_panel(t, W, r, mr, k0, kc);
                 for (int64_t i = 0; i < nc; i += 16) {
                     int nt = (int)LT_MIN(16, nc - i);
                     float *y = Y + (t0 + i) * ldy + r;

@@ -215,6 +215,12 @@ LT_TEST(kernels, matmul_actq_vs_ref) {
         if (ok && s % 4 == 1) check_matmul(tables, nt, &tw.w, &g, 131, 0, tw.w.rows, 128);
         free_weight(&tw);
     }
+    /* FP4 scales at the ends of the UE8M0 range (the AMX table's direct
+     * tile decode takes 2..252 only) */
+    test_weight tw = make_weight(&g, LT_W_FP4, 40, 256, 1, 32);
+    tw.scale[3] = 1, tw.scale[17] = 253;
+    check_matmul(tables, nt, &tw.w, &g, 13, 0, tw.w.rows, 128);
+    free_weight(&tw);
 }
 
 /* ref's fused quantisation is the plain product on lt_fake_quant_fp8'd rows */
