@@ -390,7 +390,7 @@ AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k
                 if (j % 4 == 0) __builtin_prefetch(src + kc / 2); /* the next column chunk: L2 until this row's turn */
                 uint8_t sc = W->scale[row * nb + k0 / 32 + j];
                 if (sc < 2 || sc > 252) return 0; /* the caller's panel rewrites every tile */
-                short e = (short)((sc - 127) << 7);
+                short e = (short)(((int)sc - 127) * 128); /* the exponent step */
                 __m512i t = _mm512_mask_add_epi16(table, nonzero, table, _mm512_set1_epi16(e));
                 __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)src));
                 z[i] = _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)), t);

@@ -184,7 +184,7 @@ LT_TEST(threads, linear_batch_matches_single) {
     static const struct { int64_t x, n, r0, r1; int act; } spec[P] = {
         {0, 1, 0, ROWS, 128}, {0, 1, 0, ROWS, 128}, /* one input, two products */
         {1, 3, 10, 150, 128}, {1, 3, 0, 0, 128},    /* an empty one */
-        {2, 9, 0, ROWS, 32},  {3, 1, 64, ROWS, 0},
+        {0, 9, 0, ROWS, 32},  {3, 1, 64, ROWS, 0},
     };
     lt_product p[P];
     for (int i = 0; i < P; i++)
