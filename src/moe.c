@@ -73,28 +73,34 @@ static void group_by_expert(const lt_config *cfg, lt_moe_scratch *s, int64_t n) 
  * reference's order of its y[idx] += sums). Consecutive experts whose
  * tokens fit the scratch rows form a batch: the w1 and w3 products of all of
  * them run as one parallel loop, then all their w2 products (a decoded
- * token's experts: two fork/joins instead of three per expert). */
+ * token's experts: two fork/joins instead of three per expert). An expert
+ * with more tokens than the scratch rows (only if a token picks an expert
+ * twice) runs alone in slices. */
 static void routed_experts(const lt_moe *w, const lt_config *cfg, const lt_num *nm, lt_moe_scratch *s, const float *h,
                            float *out) {
     enum { MAXE = LT_BATCH_MAX / 2 };
     const int64_t D = cfg->dim, E = cfg->n_routed_experts, k = cfg->n_experts_per_tok, I = w->w1[0].rows;
-    int64_t ids[MAXE], off[MAXE + 1];
+    int64_t ids[MAXE], first[MAXE], off[MAXE + 1];
     lt_product p[LT_BATCH_MAX];
-    for (int64_t e = 0; e < E;) {
+    for (int64_t e = 0, done = 0; e < E;) { /* done: rows of expert e already run (more than the scratch holds) */
         int ne = 0;
         off[0] = 0;
-        for (; e < E && ne < MAXE; e++) { /* every expert has at most n <= rows tokens */
-            int64_t m = s->count[e + 1] - s->count[e];
-            if (!m) continue;
-            if (off[ne] + m > s->rows) break;
-            for (int64_t i = 0; i < m; i++) {
-                int32_t ts = s->order[s->count[e] + i];
+        while (e < E && ne < MAXE && off[ne] < s->rows) {
+            int64_t m = s->count[e + 1] - s->count[e] - done, take = LT_MIN_I64(m, s->rows - off[ne]);
+            if (m == 0) {
+                e++, done = 0;
+                continue;
+            }
+            if (take < m && ne > 0) break; /* whole in the next batch; split only when alone */
+            for (int64_t i = 0; i < take; i++) {
+                int32_t ts = s->order[s->count[e] + done + i];
                 memcpy(s->xg + (off[ne] + i) * D, h + (ts / k) * D, (size_t)D * sizeof *h);
                 s->wg[off[ne] + i] = s->wt[ts];
             }
-            ids[ne] = e;
-            off[ne + 1] = off[ne] + m;
+            ids[ne] = e, first[ne] = done, off[ne + 1] = off[ne] + take;
             ne++;
+            done += take;
+            if (done == s->count[e + 1] - s->count[e]) e++, done = 0;
         }
         if (!ne) break; /* only unused experts were left */
         for (int j = 0; j < ne; j++) {
@@ -109,7 +115,7 @@ static void routed_experts(const lt_moe *w, const lt_config *cfg, const lt_num *
         lt_num_linear_batch(nm, p, ne, LT_LIN_QUANT);
         for (int j = 0; j < ne; j++)
             for (int64_t i = 0; i < off[j + 1] - off[j]; i++) {
-                float *o = out + (s->order[s->count[ids[j]] + i] / k) * D;
+                float *o = out + (s->order[s->count[ids[j]] + first[j] + i] / k) * D;
                 for (int64_t d = 0; d < D; d++) o[d] += s->yg[(off[j] + i) * D + d];
             }
     }
