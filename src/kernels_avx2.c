@@ -67,6 +67,12 @@ static inline lt_vf v_dec_fp8(const uint8_t *p) {
     return _mm256_cvtph_ps(w);
 }
 
+static inline void v_deinterleave(lt_vf a, lt_vf b, lt_vf *even, lt_vf *odd) {
+    /* in-lane picks, then the 64-bit quarters back in order */
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
 static inline void v_dec_fp8_x4(const uint8_t *p, lt_vf v[4]) {
     /* even and odd codes of 16-bit words, as in kernels_avx512.h */
     __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)p), m = _mm256_set1_epi16((short)0xBF80);

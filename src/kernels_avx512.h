@@ -57,6 +57,12 @@ static inline lt_vf v_dec_fp8(const uint8_t *p) {
     return _mm512_cvtph_ps(w);
 }
 
+static inline void v_deinterleave(lt_vf a, lt_vf b, lt_vf *even, lt_vf *odd) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    *even = _mm512_permutex2var_ps(a, ie, b);
+    *odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(ie, _mm512_set1_epi32(1)), b);
+}
+
 static inline void v_dec_fp8_x4(const uint8_t *p, lt_vf v[4]) {
     /* word j holds codes 2j (low byte) and 2j+1: an arithmetic shift right
      * by 1 puts the high byte's magnitude at f16 bits 7..13 and its sign at

@@ -63,6 +63,11 @@ static inline lt_vf v_dec_fp8(const uint8_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(h));
 }
 
+static inline void v_deinterleave(lt_vf a, lt_vf b, lt_vf *even, lt_vf *odd) {
+    *even = vuzp1q_f32(a, b);
+    *odd = vuzp2q_f32(a, b);
+}
+
 static inline void v_dec_fp8_x4(const uint8_t *p, lt_vf v[4]) {
     /* word j holds codes 2j (low byte) and 2j+1: an arithmetic shift right
      * by 1 leaves the high byte's code at f16 bits 7..15 with the sign

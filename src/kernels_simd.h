@@ -25,6 +25,7 @@
  *                              2 (i + (s & 1) LT_VL) + (s >> 1), times LT_FP8_DEC
  *                              (even and odd codes of 16-bit words: shifts, no
  *                              byte widening)
+ *   v_deinterleave(a, b, e, o) the even and the odd lanes of a then b
  *   v_rep4(v, q)               quarter q of v, each lane repeated 4 times: lane i
  *                              = v lane (q LT_VL/4 + i/4) (the scales of an FP4
  *                              group's blocks, q < 4)
@@ -287,11 +288,20 @@ LT_INLINE void dot_rows_fp4(const lt_weight *W, int64_t r, int nr, const float *
     for (int i = 0; i < nr; i++) y[i] = (accumulate ? y[i] : 0.0f) + v_hsum(acc[i]);
 }
 
-/* xp[g + s LT_VL + i] = x[g + 8 i + s] within each group of LT_G4 columns */
+/* xp[g + s LT_VL + i] = x[g + 8 i + s] within each group of LT_G4 columns:
+ * three rounds of even/odd splits (column bits 0, 1, 2) */
 LT_INLINE void permute_x8(const float *x, float *xp, int64_t n) {
-    for (int64_t g = 0; g < n; g += LT_G4)
-        for (int s = 0; s < 8; s++)
-            for (int i = 0; i < LT_VL; i++) xp[g + s * LT_VL + i] = x[g + 8 * i + s];
+    static const int from[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* the split that holds columns 8i + s */
+    for (int64_t g = 0; g < n; g += LT_G4) {
+        lt_vf a[8], b[8];
+        for (int j = 0; j < 8; j++) a[j] = v_load(x + g + j * LT_VL);
+        for (int k = 0; k < 4; k++) v_deinterleave(a[2 * k], a[2 * k + 1], &b[k], &b[4 + k]);
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 2; k++)
+                v_deinterleave(b[4 * h + 2 * k], b[4 * h + 2 * k + 1], &a[4 * h + k], &a[4 * h + 2 + k]);
+        for (int m = 0; m < 4; m++) v_deinterleave(a[2 * m], a[2 * m + 1], &b[m], &b[4 + m]);
+        for (int s = 0; s < 8; s++) v_store(xp + g + s * LT_VL, b[from[s]]);
+    }
 }
 
 /* FP4 rows over the chunk [k0, k1): whole groups grouped, the rest by blocks */
@@ -314,11 +324,15 @@ LT_INLINE int fp8_grouped(const lt_weight *W, int64_t k0) {
 }
 
 /* xp[g + s LT_VL + i] = x[g + 2 (i + (s & 1) LT_VL) + (s >> 1)] within each
- * group of LT_G8 columns */
+ * group of LT_G8 columns: the even and odd columns of each half */
 LT_INLINE void permute_x4(const float *x, float *xp, int64_t n) {
     for (int64_t g = 0; g < n; g += LT_G8)
-        for (int s = 0; s < 4; s++)
-            for (int i = 0; i < LT_VL; i++) xp[g + s * LT_VL + i] = x[g + 2 * (i + (s & 1) * LT_VL) + (s >> 1)];
+        for (int h = 0; h < 2; h++) {
+            lt_vf even, odd;
+            v_deinterleave(v_load(x + g + 2 * h * LT_VL), v_load(x + g + (2 * h + 1) * LT_VL), &even, &odd);
+            v_store(xp + g + h * LT_VL, even);
+            v_store(xp + g + (2 + h) * LT_VL, odd);
+        }
 }
 
 /* the two halves' products of one group: lo covers its first LT_G8/2
