@@ -344,10 +344,19 @@ LT_INLINE void fp8_group_dot(const uint8_t *p, const float *xg, lt_vf *lo, lt_vf
     *hi = v_fma(w[1], v_load(xg + LT_VL), v_mul(w[3], v_load(xg + 3 * LT_VL)));
 }
 
-/* groups [g, return) share block k / bc (k = k0 + g LT_G8, bc a multiple
- * of LT_G8) */
+/* the groups [g, return) summed before their scales apply: one group when
+ * the block is half a group, else those up to the end of the block of
+ * column k0 + g LT_G8 */
 LT_INLINE int64_t fp8_block_end(int64_t k0, int64_t g, int64_t ng, int64_t bc) {
-    return LT_MIN(ng, g + (bc - (k0 + g * LT_G8) % bc) / LT_G8);
+    return bc == LT_G8 / 2 ? g + 1 : LT_MIN(ng, g + (bc - (k0 + g * LT_G8) % bc) / LT_G8);
+}
+
+/* acc += the summed first and second group halves (part) times their
+ * scales: blocks b and b + 1 when a block is half a group, else block b */
+LT_INLINE void fp8_block_scale(const uint8_t *srow, int64_t bc, int64_t b, const lt_vf part[2], lt_vf *acc) {
+    lt_vf s = v_set1(scale_of(LT_W_FP8, srow, b));
+    if (bc == LT_G8 / 2) *acc = v_fma(part[0], s, v_fma(part[1], v_set1(scale_of(LT_W_FP8, srow, b + 1)), *acc));
+    else *acc = v_fma(v_add(part[0], part[1]), s, *acc);
 }
 
 /* y[i] (+)= columns [k0, k0 + ng LT_G8) of rows r + i (i < nr), xp permuted
@@ -360,7 +369,7 @@ LT_INLINE void dot_rows_fp8(const lt_weight *W, int64_t r, int nr, const float *
     lt_vf acc[LT_RB];
     for (int i = 0; i < nr; i++) srow[i] = scale_row(LT_W_FP8, W, r + i), acc[i] = v_zero();
     for (int64_t g = 0, b = k0 / bc; g < ng; b += bc == LT_G8 / 2 ? 2 : 1) {
-        int64_t ge = bc == LT_G8 / 2 ? g + 1 : fp8_block_end(k0, g, ng, bc);
+        int64_t ge = fp8_block_end(k0, g, ng, bc);
         lt_vf part[LT_RB][2];
         for (int i = 0; i < nr; i++) part[i][0] = part[i][1] = v_zero();
         for (; g < ge; g++) {
@@ -372,11 +381,7 @@ LT_INLINE void dot_rows_fp8(const lt_weight *W, int64_t r, int nr, const float *
                 part[i][0] = v_add(part[i][0], lo), part[i][1] = v_add(part[i][1], hi);
             }
         }
-        for (int i = 0; i < nr; i++) {
-            lt_vf s = v_set1(scale_of(LT_W_FP8, srow[i], b));
-            if (bc == LT_G8 / 2) acc[i] = v_fma(part[i][0], s, v_fma(part[i][1], v_set1(scale_of(LT_W_FP8, srow[i], b + 1)), acc[i]));
-            else acc[i] = v_fma(v_add(part[i][0], part[i][1]), s, acc[i]);
-        }
+        for (int i = 0; i < nr; i++) fp8_block_scale(srow[i], bc, b, part[i], &acc[i]);
     }
     for (int i = 0; i < nr; i++) y[i] = (accumulate ? y[i] : 0.0f) + v_hsum(acc[i]);
 }
@@ -483,7 +488,7 @@ LT_INLINE void dot_row_multi_fp8(const lt_weight *W, int64_t r, int nu, const fl
     lt_vf acc[LT_MT];
     for (int u = 0; u < nu; u++) acc[u] = v_zero();
     for (int64_t g = 0, b = k0 / bc; g < ng; b += bc == LT_G8 / 2 ? 2 : 1) {
-        int64_t ge = bc == LT_G8 / 2 ? g + 1 : fp8_block_end(k0, g, ng, bc);
+        int64_t ge = fp8_block_end(k0, g, ng, bc);
         lt_vf part[LT_MT][2];
         for (int u = 0; u < nu; u++) part[u][0] = part[u][1] = v_zero();
         for (; g < ge; g++) {
@@ -496,11 +501,7 @@ LT_INLINE void dot_row_multi_fp8(const lt_weight *W, int64_t r, int nu, const fl
                 part[u][1] = v_fma(w[1], v_load(xg + LT_VL), v_fma(w[3], v_load(xg + 3 * LT_VL), part[u][1]));
             }
         }
-        lt_vf s = v_set1(scale_of(LT_W_FP8, srow, b));
-        for (int u = 0; u < nu; u++) {
-            if (bc == LT_G8 / 2) acc[u] = v_fma(part[u][0], s, v_fma(part[u][1], v_set1(scale_of(LT_W_FP8, srow, b + 1)), acc[u]));
-            else acc[u] = v_fma(v_add(part[u][0], part[u][1]), s, acc[u]);
-        }
+        for (int u = 0; u < nu; u++) fp8_block_scale(srow, bc, b, part[u], &acc[u]);
     }
     for (int u = 0; u < nu; u++) y[u * ldy] = (accumulate ? y[u * ldy] : 0.0f) + v_hsum(acc[u]);
 }

@@ -65,6 +65,9 @@ static tiling tile(const lt_product *p, int64_t share) {
     return t;
 }
 
+/* a decode product whose quantised row equals what its tiles would quantise */
+static int decode_actq(const lt_product *p) { return p->act_block && p->n == 1 && 4096 % p->act_block == 0; }
+
 /* Decode products (one activation row) quantise it once, here, instead of
  * once per tile: each distinct X (w1 and w3 of an expert share one) is
  * copied and fake_quant_fp8'd, and the product runs as a plain matmul on it
@@ -75,15 +78,15 @@ static float *quantise_once(const lt_kernels *k, const lt_product *p, int count,
     int64_t floats = 0;
     for (int i = 0; i < count; i++) {
         q[i] = p[i];
-        if (p[i].act_block && p[i].n == 1 && 4096 % p[i].act_block == 0) floats += p[i].W->cols;
+        if (decode_actq(&p[i])) floats += p[i].W->cols;
     }
     float *buf = floats ? malloc(sizeof(float) * (size_t)floats) : NULL, *at = buf;
     for (int i = 0; i < count && buf; i++) {
-        if (!p[i].act_block || p[i].n != 1 || 4096 % p[i].act_block) continue;
+        if (!decode_actq(&p[i])) continue;
         int64_t cols = p[i].W->cols;
-        if (i && p[i].X == p[i - 1].X && q[i - 1].act_block == 0 && p[i - 1].act_block == p[i].act_block &&
+        if (i && decode_actq(&p[i - 1]) && p[i - 1].X == p[i].X && p[i - 1].act_block == p[i].act_block &&
             p[i - 1].W->cols == cols) {
-            q[i].X = q[i - 1].X;
+            q[i].X = q[i - 1].X; /* the same row, quantised just before */
         } else {
             memcpy(at, p[i].X, sizeof(float) * (size_t)cols);
             k->fake_quant_fp8(at, cols, p[i].act_block);

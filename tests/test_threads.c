@@ -106,24 +106,47 @@ LT_TEST(threads, concurrent_callers) {
     CHECK(lt_threads_set(0, &err) == LT_OK);
 }
 
+/* a random FP8 weight [rows, cols] (128 x 128 blocks, no NaN codes, scales
+ * from 2^(s0-127)) and n activation rows in [-mag/2, mag/2), owning their
+ * buffers */
+typedef struct {
+    lt_weight W;
+    uint8_t *w, *s;
+    float *X;
+} fp8_case;
+
+static fp8_case make_fp8_case(int64_t rows, int64_t cols, int64_t n, uint32_t seed, int s0, float mag) {
+    int64_t ns = (rows + 127) / 128 * (cols / 128);
+    fp8_case c = {.w = malloc((size_t)(rows * cols)), .s = malloc((size_t)ns),
+                  .X = malloc(sizeof(float) * (size_t)(n * cols))};
+    uint32_t v = seed;
+    for (int64_t i = 0; i < rows * cols; i++) {
+        v = v * 1664525u + 1013904223u;
+        c.w[i] = (uint8_t)(v >> 24) & 0x7E; /* no NaN codes */
+    }
+    for (int64_t i = 0; i < ns; i++) c.s[i] = (uint8_t)(s0 + i % 7);
+    for (int64_t i = 0; i < n * cols; i++) {
+        v = v * 1664525u + 1013904223u;
+        c.X[i] = ((float)(v >> 8) * 0x1p-24f - 0.5f) * mag;
+    }
+    c.W = (lt_weight){.type = LT_W_FP8, .data = c.w, .scale = c.s, .rows = rows, .cols = cols, .block_r = 128,
+                      .block_c = 128, .name = "test"};
+    return c;
+}
+
+static void free_fp8_case(fp8_case *c) {
+    free(c->w);
+    free(c->s);
+    free(c->X);
+}
+
 /* lt_linear equals one kernel call over all rows, bit for bit, at any thread count */
 LT_TEST(threads, linear_thread_invariant) {
     enum { ROWS = 130, COLS = 256, N = 300 }; /* N > one token tile */
-    uint8_t *w = malloc(ROWS * COLS), *s = malloc((ROWS + 127) / 128 * (COLS / 128));
-    float *X = malloc(sizeof(float) * N * COLS), *Y0 = malloc(sizeof(float) * N * ROWS);
-    float *Y1 = malloc(sizeof(float) * N * ROWS);
-    uint32_t v = 12345;
-    for (int i = 0; i < ROWS * COLS; i++) {
-        v = v * 1664525u + 1013904223u;
-        w[i] = (uint8_t)(v >> 24) & 0x7E; /* no NaN codes */
-    }
-    for (int i = 0; i < (ROWS + 127) / 128 * (COLS / 128); i++) s[i] = (uint8_t)(120 + i % 7);
-    for (int i = 0; i < N * COLS; i++) {
-        v = v * 1664525u + 1013904223u;
-        X[i] = (float)(v >> 8) * 0x1p-24f - 0.5f;
-    }
-    lt_weight W = {.type = LT_W_FP8, .data = w, .scale = s, .rows = ROWS, .cols = COLS, .block_r = 128,
-                   .block_c = 128, .name = "test"};
+    fp8_case c = make_fp8_case(ROWS, COLS, N, 12345, 120, 1.0f);
+    const lt_weight W = c.W;
+    const float *X = c.X;
+    float *Y0 = malloc(sizeof(float) * N * ROWS), *Y1 = malloc(sizeof(float) * N * ROWS);
     lt_error err;
     static const int threads[] = {1, 2, 3};
     static const int64_t ns[] = {1, 5, N};
@@ -155,9 +178,7 @@ LT_TEST(threads, linear_thread_invariant) {
     free(Ya);
     free(Yb);
     CHECK(lt_threads_set(0, &err) == LT_OK);
-    free(w);
-    free(s);
-    free(X);
+    free_fp8_case(&c);
     free(Y0);
     free(Y1);
 }
@@ -166,21 +187,10 @@ LT_TEST(threads, linear_thread_invariant) {
  * quantised and not, 1 to 9 tokens) writes what each product writes alone */
 LT_TEST(threads, linear_batch_matches_single) {
     enum { ROWS = 200, COLS = 384, N = 9, P = 6 };
-    uint8_t *w = malloc(ROWS * COLS), *s = malloc((ROWS + 127) / 128 * (COLS / 128));
-    float *X = malloc(sizeof(float) * N * COLS), *Y0 = malloc(sizeof(float) * P * N * ROWS);
-    float *Y1 = malloc(sizeof(float) * P * N * ROWS);
-    uint32_t v = 777;
-    for (int i = 0; i < ROWS * COLS; i++) {
-        v = v * 1664525u + 1013904223u;
-        w[i] = (uint8_t)(v >> 24) & 0x7E;
-    }
-    for (int i = 0; i < (ROWS + 127) / 128 * (COLS / 128); i++) s[i] = (uint8_t)(121 + i % 5);
-    for (int i = 0; i < N * COLS; i++) {
-        v = v * 1664525u + 1013904223u;
-        X[i] = ((float)(v >> 8) * 0x1p-24f - 0.5f) * 20.0f;
-    }
-    lt_weight W = {.type = LT_W_FP8, .data = w, .scale = s, .rows = ROWS, .cols = COLS, .block_r = 128,
-                   .block_c = 128, .name = "test"};
+    fp8_case c = make_fp8_case(ROWS, COLS, N, 777, 121, 20.0f);
+    const lt_weight W = c.W;
+    const float *X = c.X;
+    float *Y0 = malloc(sizeof(float) * P * N * ROWS), *Y1 = malloc(sizeof(float) * P * N * ROWS);
     static const struct { int64_t x, n, r0, r1; int act; } spec[P] = {
         {0, 1, 0, ROWS, 128}, {0, 1, 0, ROWS, 128}, /* one input, two products */
         {1, 3, 10, 150, 128}, {1, 3, 0, 0, 128},    /* an empty one */
@@ -204,9 +214,7 @@ LT_TEST(threads, linear_batch_matches_single) {
                    "product %d of a batch differs from it alone at %d threads", i, th);
     }
     CHECK(lt_threads_set(0, &err) == LT_OK);
-    free(w);
-    free(s);
-    free(X);
+    free_fp8_case(&c);
     free(Y0);
     free(Y1);
 }
