@@ -3,6 +3,9 @@
  * with the AVX512F flags of the Makefile; chosen by kernels.c only when
  * CPUID reports them. The AMX paths below (REFERENCE attention and prefill)
  * carry their own target attributes; kernels_amx.c puts them in its table. */
+#include <math.h>
+#include <pthread.h>
+
 #include "kernels_avx512.h"
 #include "kernels_simd.h"
 
@@ -457,13 +460,183 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
     _tile_release();
 }
 
+/* ---- few-token FP4 products on AMX-BF16 tiles (weights as A) ------------- */
+
+/* For a few tokens the panel path above spends its time turning weights
+ * into B tiles (16 x 16 transposes per 512 weights, for a handful of token
+ * rows). Here the weights are the A tiles instead: an A row is 32 columns
+ * of one weight row, which is also one FP4 scale block, so a row is one
+ * VPERMW of its bytes through the e2m1 bf16 table with the block scale added
+ * to the exponents (as amx_fp4_tiles) and no transpose. The tokens' quantised
+ * rows are the B tiles ([column pair][token]), packed once per call; each C
+ * tile holds [16 weight rows][16 tokens] and accumulates over all columns. */
+#ifndef FEW_MIN
+#define FEW_MIN 2
+#endif
+#ifndef FEW_MAX
+#define FEW_MAX 128
+#endif
+enum { FEW_N = 32, FEW_KMAX = 8192 }; /* tokens and columns this path takes */
+
+typedef struct {
+    uint32_t xt[FEW_N / 16][FEW_KMAX / 2][16]; /* B tiles: bf16 pairs [token group][pair][token] */
+    uint16_t a[2][4][16][32];                  /* A tiles of two phases: [phase][step][row][column] */
+    float xq[16][LT_KC];
+    float c[16][16];
+} amx_few_buf;
+
+static _Thread_local amx_few_buf few;
+
+/* the n tokens' quantised rows as bf16 pairs in B-tile order (zero past n) */
+AMX_FN static void few_pack_x(const float *X, int64_t n, int64_t cols, int act_block) {
+    const int64_t step = LT_KC - LT_KC % act_block;
+    for (int64_t g = 0; g * 16 < n; g++) {
+        const int nt = (int)LT_MIN(16, n - 16 * g);
+        for (int64_t k0 = 0; k0 < cols; k0 += step) {
+            const int64_t kc = LT_MIN(step, cols - k0);
+            for (int i = 0; i < nt; i++) quant_fp8(X + (16 * g + i) * cols + k0, few.xq[i], kc, act_block);
+            for (int64_t k = 0; k < kc; k += 32) {
+                __m512i z[16];
+                for (int i = 0; i < 16; i++) z[i] = i < nt ? bf16_pairs(few.xq[i] + k) : _mm512_setzero_si512();
+                v_transpose((lt_vf *)(void *)z);
+                for (int q = 0; q < 16; q++) _mm512_store_si512(few.xt[g][(k0 + k) / 2 + q], z[q]);
+            }
+        }
+    }
+}
+
+/* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
+ * normal bf16), 16 codes repeated (VPERMW reads 5 index bits) */
+static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
+static pthread_once_t fp4_bf16_once = PTHREAD_ONCE_INIT;
+
+static void fp4_bf16_fill(void) {
+    for (int s = 2; s <= 252; s++)
+        for (int c = 0; c < 32; c++) {
+            float v = lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127);
+            uint32_t u;
+            memcpy(&u, &v, sizeof u);
+            fp4_bf16[s][c] = (uint16_t)(u >> 16); /* exact: e2m1 has 2 significant bits */
+        }
+}
+
+/* the A tiles of weight rows [r, r + 16) (rows past r1 zero) for the nblk
+ * steps from column 32 ks: a[j][i] is row i at step ks + j, one VPERMW
+ * through its block's scaled table each. A row's 64-byte line is used up at
+ * once: rows a power of two apart share a few L1 sets. Returns 0 if a block
+ * scale lies outside [2, 252] (see amx_fp4_tiles). */
+AMX_FN static int few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64_t ks, int nblk,
+                                uint16_t (*a)[16][32]) {
+    const int64_t rb = W->cols / 2, nb = W->cols / 32;
+    const uint8_t *src = (const uint8_t *)W->data + r * rb + 16 * ks, *sc = W->scale + r * nb + ks;
+    for (int i = 0; i < 16; i++, src += rb, sc += nb) {
+        if (r + i >= r1) {
+            for (int j = 0; j < nblk; j++) _mm512_store_si512(a[j][i], _mm512_setzero_si512());
+            continue;
+        }
+        if (r + 32 + i < W->rows) __builtin_prefetch(src + 32 * rb, 0, 2); /* the next row group's line, to L2 */
+        for (int j = 0; j < nblk; j++) {
+            if (sc[j] < 2 || sc[j] > 252) return 0;
+            __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + 16 * j)));
+            _mm512_store_si512(a[j][i], _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)),
+                                                                 _mm512_load_si512(fp4_bf16[sc[j]])));
+        }
+    }
+    return 1;
+}
+
+/* the tile products of row group h (C tiles 2h + g for token group g) for
+ * the nblk steps from ks, A tiles in a */
+AMX_FN static void few_dp(int h, int ng, int64_t ks, int nblk, uint16_t (*a)[16][32]) {
+    for (int j = 0; j < nblk; j++) {
+        _tile_loadd(6, few.xt[0][16 * (ks + j)], 64);
+        if (ng > 1) _tile_loadd(7, few.xt[1][16 * (ks + j)], 64);
+        if (h == 0) {
+            _tile_loadd(4, a[j], 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (ng > 1) _tile_dpbf16ps(1, 4, 7);
+        } else {
+            _tile_loadd(5, a[j], 64);
+            _tile_dpbf16ps(2, 5, 6);
+            if (ng > 1) _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+}
+
+/* C tile q ([16 rows][16 tokens]) into Y, transposed; nr rows and nt
+ * tokens valid */
+AMX_FN static void few_store(int q, float *Y, int64_t ldy, int nr, int nt) {
+    switch (q) {
+    case 0: _tile_stored(0, few.c, 64); break;
+    case 1: _tile_stored(1, few.c, 64); break;
+    case 2: _tile_stored(2, few.c, 64); break;
+    default: _tile_stored(3, few.c, 64); break;
+    }
+    __m512 z[16];
+    for (int i = 0; i < 16; i++) z[i] = _mm512_load_ps(few.c[i]);
+    v_transpose(z);
+    for (int t = 0; t < nt; t++) v_store_part(Y + t * ldy, z[t], nr);
+}
+
+/* rows [r0, r1) for n <= FEW_N tokens. Tiles: C 0..3 ([row group][token
+ * group]), A 4..5, B 6..7, all 16 x 64 bytes. Rows go in pairs of 16-row
+ * groups, columns in phases of 4 steps (one 64-byte line of FP4 per row):
+ * each phase's A tiles are built while the previous phase's multiply. A
+ * row pair with a scale out of range runs on the vector path. */
+AMX_FN static void few_fp4_pass(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
+                                int64_t r1, int act_block) {
+    const int64_t steps = W->cols / 32;
+    const int ng = (int)((n + 15) / 16);
+    few_pack_x(X, n, W->cols, act_block);
+    for (int64_t r = r0; r < r1; r += 32) {
+        const int groups = r + 16 < r1 ? 2 : 1;
+        int ok = 1, prev = -1, pn = 0; /* the phase built and not yet multiplied */
+        int64_t pk = 0;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t k4 = 0; k4 < steps && ok; k4 += 4)
+            for (int h = 0; h < groups && ok; h++) {
+                const int nblk = (int)LT_MIN(4, steps - k4), buf = (int)((k4 / 4 * groups + h) & 1);
+                ok = few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
+                if (ok && prev >= 0) few_dp(prev, ng, pk, pn, few.a[buf ^ 1]);
+                prev = h, pk = k4, pn = nblk;
+            }
+        const int64_t re = LT_MIN(r + 32, r1);
+        if (!ok) {
+            matmul_any(LT_W_FP4, W, X, n, Y, ldy, r, re, act_block);
+            continue;
+        }
+        few_dp(prev, ng, pk, pn, few.a[(int)(((steps - 1) / 4 * groups + prev) & 1)]);
+        for (int h = 0; h < groups; h++)
+            for (int g = 0; g < ng; g++)
+                few_store(2 * h + g, Y + 16 * g * ldy + r + 16 * h, ldy, (int)LT_MIN(16, re - r - 16 * h),
+                          (int)LT_MIN(16, n - 16 * g));
+    }
+}
+
+/* FP4 products of a few tokens: passes of up to FEW_N tokens */
+AMX_FN static void amx_few_fp4(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
+                               int64_t r1, int act_block) {
+    amx_tilecfg cfg = {.palette = 1};
+    for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
+    pthread_once(&fp4_bf16_once, fp4_bf16_fill);
+    _tile_loadconfig(&cfg);
+    for (int64_t t = 0; t < n; t += FEW_N)
+        few_fp4_pass(W, X + t * W->cols, LT_MIN(FEW_N, n - t), Y + t * ldy, ldy, r0, r1, act_block);
+    _tile_release();
+}
+
 /* matmul_actq for FP8 and FP4 weights: tiles for prefill (more than LT_MT
  * tokens, columns in whole 32s), the vector paths otherwise */
 #define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                           \
     AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,   \
                                            int64_t r0, int64_t r1, int act_block) {                               \
-        if (n > LT_MT && W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0)                              \
-            amx_matmul_actq(type, W, X, n, Y, ldy, r0, r1, act_block);                                             \
+        const int tiles = W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0;                          \
+        if (tiles && type == LT_W_FP4 && n >= FEW_MIN && n <= FEW_MAX && W->cols <= FEW_KMAX)                            \
+            amx_few_fp4(W, X, n, Y, ldy, r0, r1, act_block);                                                       \
+        else if (tiles && n > LT_MT) amx_matmul_actq(type, W, X, n, Y, ldy, r0, r1, act_block);                  \
         else matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                                 \
     }
 LT_DEFINE_AMX_MATMUL(fp8, LT_W_FP8)

@@ -223,6 +223,25 @@ LT_TEST(kernels, matmul_actq_vs_ref) {
     free_weight(&tw);
 }
 
+/* FP4 products of 3..128 tokens (the AMX table's A-tile path: passes of 32
+ * tokens, 16-row groups in pairs, 4-step column phases) on ragged rows,
+ * a phase tail and columns past that path's limit */
+LT_TEST(kernels, matmul_actq_fp4_tokens) {
+    const lt_kernels *tables[5];
+    int nt = simd_tables(tables);
+    rng g = {6};
+    static const int64_t shape[][2] = {{45, 160}, {17, 96}, {33, 4096}, {3, 8224}};
+    static const int64_t tokens[] = {3, 16, 17, 32, 33, 70, 128};
+    for (size_t s = 0; s < sizeof shape / sizeof shape[0]; s++) {
+        test_weight tw = make_weight(&g, LT_W_FP4, shape[s][0], shape[s][1], 1, 32);
+        int ok = 1;
+        for (size_t t = 0; t < sizeof tokens / sizeof tokens[0] && ok; t++)
+            ok = check_matmul(tables, nt, &tw.w, &g, tokens[t], 0, tw.w.rows, t % 2 ? 32 : 128);
+        if (ok) check_matmul(tables, nt, &tw.w, &g, 20, 1, tw.w.rows - 1, 128); /* a row sub-range */
+        free_weight(&tw);
+    }
+}
+
 /* ref's fused quantisation is the plain product on lt_fake_quant_fp8'd rows */
 LT_TEST(kernels, ref_actq_is_quantised_product) {
     rng g = {5};
