@@ -4,6 +4,7 @@
 #include "kernels.h"
 #include "linear.h"
 #include "quant.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -92,6 +93,8 @@ void lt_indexer_scores(const lt_num *nm, const lt_indexer_cache *c, lt_indexer_s
     lt_index_scores(&K, &s->qw, wt, lt_num_ref(nm), K.rows, s->score + j0);
 }
 
+#define TOPK_CHUNK 64
+
 /* heap order: the worst kept entry on top (lower score, then higher index) */
 static int worse(float sa, int32_t ia, float sb, int32_t ib) { return sa < sb || (sa == sb && ia > ib); }
 
@@ -134,11 +137,19 @@ int32_t lt_indexer_topk(const float *score, int64_t nv, int32_t k, float *heap_s
     }
     for (int32_t w = 0; w < k; w++) { heap_s[w] = score[w]; heap_i[w] = w; }
     for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(heap_s, heap_i, k, i);
-    for (int64_t w = k; w < nv; w++) {
-        if (!worse(heap_s[0], heap_i[0], score[w], (int32_t)w)) continue;
-        heap_s[0] = score[w];
-        heap_i[0] = (int32_t)w;
-        sift_down(heap_s, heap_i, k, 0);
+    for (int64_t w0 = k; w0 < nv; w0 += TOPK_CHUNK) {
+        /* a later entry displaces the top only with a higher score (ties
+         * keep the lower index): most chunks hold none, found in one pass */
+        int64_t w1 = LT_MIN_I64(w0 + TOPK_CHUNK, nv);
+        float top = heap_s[0];
+        int any = 0;
+        for (int64_t w = w0; w < w1; w++) any |= score[w] > top;
+        for (int64_t w = w0; any && w < w1; w++) {
+            if (!worse(heap_s[0], heap_i[0], score[w], (int32_t)w)) continue;
+            heap_s[0] = score[w];
+            heap_i[0] = (int32_t)w;
+            sift_down(heap_s, heap_i, k, 0);
+        }
     }
     for (int32_t i = 0; i < k; i++) sel[i] = heap_i[i];
     sort_ascending(sel, k);

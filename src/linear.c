@@ -156,12 +156,13 @@ static void attn_item(void *ctx, int64_t i, int tid) {
     j->k->attn_rows(j->q, j->f, j->n_first, j->rows, j->n_rows, j->sink, j->scale, j->ref, h0, h1, j->o);
 }
 
-/* head groups: about two per thread (each group decodes the rows once) */
+/* head groups: one per thread (each group decodes the rows once, so more
+ * groups repeat that work) */
 void lt_attention_rows(const float *q, int64_t nh, const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows,
                        int64_t n_rows, const float *sink, float scale, int ref, float *o) {
     attn_job j = {lt_kern(), q, sink, f, rows, n_first, n_rows, nh, nh, scale, o, ref};
     int64_t threads = nh * n_rows * f->d >= 2 * LT_MIN_TILE_MACS ? lt_threads_count() : 1;
-    j.group = LT_MIN_I64((nh + 2 * threads - 1) / (2 * threads), LT_ATTN_MAX_HEADS);
+    j.group = LT_MIN_I64((nh + threads - 1) / threads, LT_ATTN_MAX_HEADS);
     if (threads == 1) j.group = LT_MIN_I64(nh, LT_ATTN_MAX_HEADS);
     int64_t items = (nh + j.group - 1) / j.group;
     if (items == 1) attn_item(&j, 0, 0);
