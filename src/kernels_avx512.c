@@ -362,24 +362,30 @@ AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
     for (int i = 0; i < nt; i++) memcpy(Y + i * ldy, gemm.ct + i * 16, sizeof(float) * (size_t)nr);
 }
 
+/* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
+ * normal bf16; other scales take the vector paths), 16 codes repeated
+ * (VPERMW reads 5 index bits). Filled once, before the first FP4 tile. */
+static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
+static pthread_once_t fp4_bf16_once = PTHREAD_ONCE_INIT;
+
+static void fp4_bf16_fill(void) {
+    for (int s = 2; s <= 252; s++)
+        for (int c = 0; c < 32; c++) {
+            float v = lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127);
+            uint32_t u;
+            memcpy(&u, &v, sizeof u);
+            fp4_bf16[s][c] = (uint16_t)(u >> 16); /* exact: e2m1 has 2 significant bits */
+        }
+}
+
 /* FP4 codes straight into B tiles: byte (row, pair p) holds codes 2p and
  * 2p + 1, so d | d << 12 puts them in the two 16-bit halves of a dword and
- * one VPERMW through the e2m1 bf16 table (repeated: it reads 5 index bits)
- * gives the pair; the block's scale 2^(s-127) is added to the table's
- * exponents (exact for s in [2, 252]: e2m1 x 2^(s-127) stays a normal
- * bf16); 16 rows x 16 pairs are then transposed to [pair][row]. The tiles
- * equal the decoded panel's, bit for bit. Returns 0 if a scale is out of
- * that range. */
+ * one VPERMW through the block scale's table (fp4_bf16) gives the pair; 16
+ * rows x 16 pairs are then transposed to [pair][row]. The tiles equal the
+ * decoded panel's, bit for bit. Returns 0 if a scale is out of that table's
+ * range. */
 AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc) {
     const int64_t nb = W->cols / 32;
-    static const uint16_t e2m1_bf16[32] = {
-        0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
-        0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0,
-        0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
-        0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0,
-    };
-    const __m512i table = _mm512_loadu_si512(e2m1_bf16);
-    const __mmask32 nonzero = 0xFEFEFEFEu; /* codes 0 and 8: +-0 keep their exponent */
     for (int g = 0; g * 16 < mr; g++)
         for (int64_t j = 0; j < kc / 32; j++) {
             __m512i z[16];
@@ -393,10 +399,9 @@ AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k
                 if (j % 4 == 0) __builtin_prefetch(src + kc / 2); /* the next column chunk: L2 until this row's turn */
                 uint8_t sc = W->scale[row * nb + k0 / 32 + j];
                 if (sc < 2 || sc > 252) return 0; /* the caller's panel rewrites every tile */
-                short e = (short)(((int)sc - 127) * 128); /* the exponent step */
-                __m512i t = _mm512_mask_add_epi16(table, nonzero, table, _mm512_set1_epi16(e));
                 __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)src));
-                z[i] = _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)), t);
+                z[i] = _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)),
+                                                _mm512_load_si512(fp4_bf16[sc]));
             }
             v_transpose((lt_vf *)(void *)z);
             for (int q = 0; q < 16; q++) _mm512_storeu_si512(gemm.bt[g] + (16 * j + q) * 16, z[q]);
@@ -422,6 +427,7 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
     const int64_t cols = W->cols, step = LT_KC - LT_KC % act_block;
     amx_tilecfg cfg = {.palette = 1};
     for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
+    pthread_once(&fp4_bf16_once, fp4_bf16_fill);
     _tile_loadconfig(&cfg);
     for (int64_t k0 = 0; k0 < cols; k0 += step) {
         int64_t kc = LT_MIN(step, cols - k0);
@@ -466,17 +472,18 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
  * into B tiles (16 x 16 transposes per 512 weights, for a handful of token
  * rows). Here the weights are the A tiles instead: an A row is 32 columns
  * of one weight row, which is also one FP4 scale block, so a row is one
- * VPERMW of its bytes through the e2m1 bf16 table with the block scale added
- * to the exponents (as amx_fp4_tiles) and no transpose. The tokens' quantised
- * rows are the B tiles ([column pair][token]), packed once per call; each C
- * tile holds [16 weight rows][16 tokens] and accumulates over all columns. */
-#ifndef FEW_MIN
-#define FEW_MIN 2
-#endif
-#ifndef FEW_MAX
-#define FEW_MAX 128
-#endif
-enum { FEW_N = 32, FEW_KMAX = 8192 }; /* tokens and columns this path takes */
+ * VPERMW of its bytes through that scale's table (fp4_bf16) and no
+ * transpose. The tokens' quantised rows are the B tiles ([column pair]
+ * [token]), packed once per pass; each C tile holds [16 weight rows][16
+ * tokens] and accumulates over all columns. From DRAM it beats the FMA
+ * few-token product from 2 tokens on, and the panels up to 128 (at 256 they
+ * are as fast: they decode a weight once per 256 tokens, this path once per
+ * FEW_N). */
+enum {
+    FEW_MIN = 2, FEW_MAX = 128, /* the token counts this path takes */
+    FEW_N = 32,                 /* tokens per pass */
+    FEW_KMAX = 8192,            /* the most columns (the B tiles' buffer) */
+};
 
 typedef struct {
     uint32_t xt[FEW_N / 16][FEW_KMAX / 2][16]; /* B tiles: bf16 pairs [token group][pair][token] */
@@ -505,26 +512,11 @@ AMX_FN static void few_pack_x(const float *X, int64_t n, int64_t cols, int act_b
     }
 }
 
-/* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
- * normal bf16), 16 codes repeated (VPERMW reads 5 index bits) */
-static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
-static pthread_once_t fp4_bf16_once = PTHREAD_ONCE_INIT;
-
-static void fp4_bf16_fill(void) {
-    for (int s = 2; s <= 252; s++)
-        for (int c = 0; c < 32; c++) {
-            float v = lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127);
-            uint32_t u;
-            memcpy(&u, &v, sizeof u);
-            fp4_bf16[s][c] = (uint16_t)(u >> 16); /* exact: e2m1 has 2 significant bits */
-        }
-}
-
 /* the A tiles of weight rows [r, r + 16) (rows past r1 zero) for the nblk
  * steps from column 32 ks: a[j][i] is row i at step ks + j, one VPERMW
- * through its block's scaled table each. A row's 64-byte line is used up at
+ * through its block scale's table each. A row's 64-byte line is used up at
  * once: rows a power of two apart share a few L1 sets. Returns 0 if a block
- * scale lies outside [2, 252] (see amx_fp4_tiles). */
+ * scale lies outside fp4_bf16's range. */
 AMX_FN static int few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64_t ks, int nblk,
                                 uint16_t (*a)[16][32]) {
     const int64_t rb = W->cols / 2, nb = W->cols / 32;
@@ -628,16 +620,17 @@ AMX_FN static void amx_few_fp4(const lt_weight *W, const float *X, int64_t n, fl
     _tile_release();
 }
 
-/* matmul_actq for FP8 and FP4 weights: tiles for prefill (more than LT_MT
- * tokens, columns in whole 32s), the vector paths otherwise */
-#define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                           \
-    AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,   \
-                                           int64_t r0, int64_t r1, int act_block) {                               \
-        const int tiles = W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0;                          \
-        if (tiles && type == LT_W_FP4 && n >= FEW_MIN && n <= FEW_MAX && W->cols <= FEW_KMAX)                            \
-            amx_few_fp4(W, X, n, Y, ldy, r0, r1, act_block);                                                       \
+/* matmul_actq for FP8 and FP4 weights (columns in whole 32s): FP4 for
+ * FEW_MIN..FEW_MAX tokens with the weights as A tiles, more than LT_MT
+ * tokens on the panels, the vector paths otherwise */
+#define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                          \
+    AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,  \
+                                           int64_t r0, int64_t r1, int act_block) {                              \
+        const int tiles = W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0;                            \
+        if (tiles && type == LT_W_FP4 && n >= FEW_MIN && n <= FEW_MAX && W->cols <= FEW_KMAX)                    \
+            amx_few_fp4(W, X, n, Y, ldy, r0, r1, act_block);                                                      \
         else if (tiles && n > LT_MT) amx_matmul_actq(type, W, X, n, Y, ldy, r0, r1, act_block);                  \
-        else matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                                 \
+        else matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                                \
     }
 LT_DEFINE_AMX_MATMUL(fp8, LT_W_FP8)
 LT_DEFINE_AMX_MATMUL(fp4, LT_W_FP4)
