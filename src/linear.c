@@ -163,7 +163,6 @@ void lt_attention_rows(const float *q, int64_t nh, const lt_kv_fmt *f, int64_t n
     attn_job j = {lt_kern(), q, sink, f, rows, n_first, n_rows, nh, nh, scale, o, ref};
     int64_t threads = nh * n_rows * f->d >= 2 * LT_MIN_TILE_MACS ? lt_threads_count() : 1;
     j.group = LT_MIN_I64((nh + threads - 1) / threads, LT_ATTN_MAX_HEADS);
-    if (threads == 1) j.group = LT_MIN_I64(nh, LT_ATTN_MAX_HEADS);
     int64_t items = (nh + j.group - 1) / j.group;
     if (items == 1) attn_item(&j, 0, 0);
     else lt_parallel_for(items, attn_item, &j);

@@ -6,6 +6,7 @@
 
 #include "attention.h"
 #include "linear.h"
+#include "util.h"
 
 #include <math.h>
 #include <string.h>
@@ -103,6 +104,32 @@ LT_TEST(attention, csa_overlaps_previous_window) {
                    pool_ref(a, z, n));
         }
     }
+}
+
+/* many chunks of scores (the top-k skips chunks below the kept minimum):
+ * the selection equals a full sort's, ties to the lower index */
+LT_TEST(attention, indexer_topk_matches_sort) {
+    enum { N = 5000, K = 37 };
+    static float score[N];
+    float hs[K];
+    int32_t hi[K], sel[K], rank[N];
+    uint64_t g = 9;
+    for (int i = 0; i < N; i++) score[i] = (float)(lt_splitmix64(&g) % 700) * 0.25f; /* many ties */
+    for (int i = 0; i < N; i++) rank[i] = i;
+    for (int i = 0; i < K; i++) /* selection sort of the best K: score down, index up */
+        for (int j = i + 1; j < N; j++)
+            if (score[rank[j]] > score[rank[i]] || (score[rank[j]] == score[rank[i]] && rank[j] < rank[i])) {
+                int32_t t = rank[i];
+                rank[i] = rank[j], rank[j] = t;
+            }
+    CHECK(lt_indexer_topk(score, N, K, hs, hi, sel) == K);
+    int ok = 1;
+    for (int i = 0; i < K; i++) {
+        int found = 0;
+        for (int j = 0; j < K; j++) found |= sel[j] == rank[i];
+        ok &= found && (i == 0 || sel[i] > sel[i - 1]);
+    }
+    CHECK(ok);
 }
 
 LT_TEST(attention, indexer_topk_visible_ties_ascending) {
