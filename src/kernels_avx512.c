@@ -368,7 +368,20 @@ AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
 static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
 static pthread_once_t fp4_bf16_once = PTHREAD_ONCE_INIT;
 
+/* e4m3 magnitudes (codes 0..127; 0x7F, a NaN, as 480 like the vector
+ * decoders) as bf16 times 2^(s-127), per scale byte s in [FP8_S_LO, FP8_S_HI]:
+ * exact and normal there (4 significant bits, 2^-9..448) */
+enum { FP8_S_LO = 10, FP8_S_HI = 245 };
+static uint16_t fp8_bf16[256][128] __attribute__((aligned(64)));
+
 static void fp4_bf16_fill(void) {
+    for (int s = FP8_S_LO; s <= FP8_S_HI; s++)
+        for (int c = 0; c < 128; c++) {
+            float v = (c == 0x7F ? 480.0f : lt_fp8_e4m3_to_f32((uint8_t)c)) * ldexpf(1.0f, s - 127);
+            uint32_t u;
+            memcpy(&u, &v, sizeof u);
+            fp8_bf16[s][c] = (uint16_t)(u >> 16);
+        }
     for (int s = 2; s <= 252; s++)
         for (int c = 0; c < 32; c++) {
             float v = lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127);
@@ -466,21 +479,23 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
     _tile_release();
 }
 
-/* ---- few-token FP4 products on AMX-BF16 tiles (weights as A) ------------- */
+/* ---- few-token FP4 / FP8 products on AMX-BF16 tiles (weights as A) ------- */
 
 /* For a few tokens the panel path above spends its time turning weights
  * into B tiles (16 x 16 transposes per 512 weights, for a handful of token
  * rows). Here the weights are the A tiles instead: an A row is 32 columns
  * of one weight row, which is also one FP4 scale block, so a row is one
  * VPERMW of its bytes through that scale's table (fp4_bf16) and no
- * transpose. The tokens' quantised rows are the B tiles ([column pair]
+ * transpose; FP8 rows are a lookup in their block scale's table of the 128
+ * e4m3 magnitudes (fp8_bf16). The tokens' quantised rows are the B tiles ([column pair]
  * [token]), packed once per pass; each C tile holds [16 weight rows][16
  * tokens] and accumulates over all columns. From DRAM it beats the FMA
  * few-token product from 2 tokens on, and the panels up to 128 (at 256 they
  * are as fast: they decode a weight once per 256 tokens, this path once per
  * FEW_N). */
 enum {
-    FEW_MIN = 2, FEW_MAX = 128, /* the token counts this path takes */
+    FEW_MIN = 2, FEW_MAX = 128,        /* the token counts it takes (FP4) */
+    FEW_MIN_FP8 = 3, FEW_MAX_FP8 = 64, /* FP8: building an A row costs twice FP4's per weight */
     FEW_N = 32,                 /* tokens per pass */
     FEW_KMAX = 8192,            /* the most columns (the B tiles' buffer) */
 };
@@ -537,6 +552,44 @@ AMX_FN static int few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64
     return 1;
 }
 
+/* the FP8 A tiles of weight rows [r, r + 16) (rows past r1 zero) for the
+ * nblk steps from column 32 ks: per row block a magnitude lookup in the
+ * block scale's table (two VPERMT2W over 64 entries each, picked by bit 6)
+ * and the sign moved to bit 15. A row's 128 bytes are used up at once.
+ * Returns 0 if a block scale lies outside [FP8_S_LO, FP8_S_HI]. */
+AMX_FN static int few_fp8_tiles(const lt_weight *W, int64_t r, int64_t r1, int64_t ks, int nblk,
+                                uint16_t (*a)[16][32]) {
+    const int64_t ncb = (W->cols + W->block_c - 1) / W->block_c;
+    const uint8_t *src = (const uint8_t *)W->data + r * W->cols + 32 * ks;
+    const __m512i b6 = _mm512_set1_epi16(0x40), sign = _mm512_set1_epi16((short)0x8000);
+    for (int i = 0; i < 16; i++, src += W->cols) {
+        if (r + i >= r1) {
+            for (int j = 0; j < nblk; j++) _mm512_store_si512(a[j][i], _mm512_setzero_si512());
+            continue;
+        }
+        if (r + 32 + i < W->rows)
+            for (int l = 0; l < nblk; l += 2) __builtin_prefetch(src + 32 * W->cols + 32 * l, 0, 2); /* to L2 */
+        const uint8_t *srow = W->scale + (r + i) / W->block_r * ncb;
+        int cur = -1;
+        __m512i t0 = _mm512_setzero_si512(), t1 = t0, t2 = t0, t3 = t0;
+        for (int j = 0; j < nblk; j++) {
+            const int sc = srow[32 * (ks + j) / W->block_c];
+            if (sc != cur) {
+                if (sc < FP8_S_LO || sc > FP8_S_HI) return 0;
+                const uint16_t *t = fp8_bf16[sc];
+                t0 = _mm512_load_si512(t), t1 = _mm512_load_si512(t + 32);
+                t2 = _mm512_load_si512(t + 64), t3 = _mm512_load_si512(t + 96);
+                cur = sc;
+            }
+            __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(src + 32 * j)));
+            __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(w, b6), _mm512_permutex2var_epi16(t0, w, t1),
+                                                _mm512_permutex2var_epi16(t2, w, t3));
+            _mm512_store_si512(a[j][i], _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(w, 8), sign, 0xF8));
+        }
+    }
+    return 1;
+}
+
 /* the tile products of row group h (C tiles 2h + g for token group g) for
  * the nblk steps from ks, A tiles in a */
 AMX_FN static void few_dp(int h, int ng, int64_t ks, int nblk, uint16_t (*a)[16][32]) {
@@ -570,13 +623,13 @@ AMX_FN static void few_store(int q, float *Y, int64_t ldy, int nr, int nt) {
     for (int t = 0; t < nt; t++) v_store_part(Y + t * ldy, z[t], nr);
 }
 
-/* rows [r0, r1) for n <= FEW_N tokens. Tiles: C 0..3 ([row group][token
+/* rows [r0, r1) of FP4 or FP8 weights (t) for n <= FEW_N tokens. Tiles: C 0..3 ([row group][token
  * group]), A 4..5, B 6..7, all 16 x 64 bytes. Rows go in pairs of 16-row
  * groups, columns in phases of 4 steps (one 64-byte line of FP4 per row):
  * each phase's A tiles are built while the previous phase's multiply. A
  * row pair with a scale out of range runs on the vector path. */
-AMX_FN static void few_fp4_pass(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
-                                int64_t r1, int act_block) {
+AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                            int64_t r0, int64_t r1, int act_block) {
     const int64_t steps = W->cols / 32;
     const int ng = (int)((n + 15) / 16);
     few_pack_x(X, n, W->cols, act_block);
@@ -591,13 +644,14 @@ AMX_FN static void few_fp4_pass(const lt_weight *W, const float *X, int64_t n, f
         for (int64_t k4 = 0; k4 < steps && ok; k4 += 4)
             for (int h = 0; h < groups && ok; h++) {
                 const int nblk = (int)LT_MIN(4, steps - k4), buf = (int)((k4 / 4 * groups + h) & 1);
-                ok = few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
+                ok = t == LT_W_FP4 ? few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf])
+                                   : few_fp8_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
                 if (ok && prev >= 0) few_dp(prev, ng, pk, pn, few.a[buf ^ 1]);
                 prev = h, pk = k4, pn = nblk;
             }
         const int64_t re = LT_MIN(r + 32, r1);
         if (!ok) {
-            matmul_any(LT_W_FP4, W, X, n, Y, ldy, r, re, act_block);
+            matmul_any(t, W, X, n, Y, ldy, r, re, act_block);
             continue;
         }
         few_dp(prev, ng, pk, pn, few.a[(int)(((steps - 1) / 4 * groups + prev) & 1)]);
@@ -608,27 +662,30 @@ AMX_FN static void few_fp4_pass(const lt_weight *W, const float *X, int64_t n, f
     }
 }
 
-/* FP4 products of a few tokens: passes of up to FEW_N tokens */
-AMX_FN static void amx_few_fp4(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
-                               int64_t r1, int act_block) {
+/* FP4 / FP8 products of a few tokens: passes of up to FEW_N tokens */
+AMX_FN static void amx_few(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                           int64_t r0, int64_t r1, int act_block) {
     amx_tilecfg cfg = {.palette = 1};
     for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
     pthread_once(&fp4_bf16_once, fp4_bf16_fill);
     _tile_loadconfig(&cfg);
-    for (int64_t t = 0; t < n; t += FEW_N)
-        few_fp4_pass(W, X + t * W->cols, LT_MIN(FEW_N, n - t), Y + t * ldy, ldy, r0, r1, act_block);
+    for (int64_t i = 0; i < n; i += FEW_N)
+        few_pass(t, W, X + i * W->cols, LT_MIN(FEW_N, n - i), Y + i * ldy, ldy, r0, r1, act_block);
     _tile_release();
 }
 
 /* matmul_actq for FP8 and FP4 weights (columns in whole 32s): FP4 for
- * FEW_MIN..FEW_MAX tokens with the weights as A tiles, more than LT_MT
- * tokens on the panels, the vector paths otherwise */
+ * FEW_MIN..FEW_MAX tokens and FP8 for FEW_MIN_FP8..FEW_MAX_FP8 with the
+ * weights as A tiles, more than LT_MT tokens on the panels, the vector
+ * paths otherwise */
 #define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                          \
     AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,  \
                                            int64_t r0, int64_t r1, int act_block) {                              \
         const int tiles = W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0;                            \
-        if (tiles && type == LT_W_FP4 && n >= FEW_MIN && n <= FEW_MAX && W->cols <= FEW_KMAX)                    \
-            amx_few_fp4(W, X, n, Y, ldy, r0, r1, act_block);                                                      \
+        const int few = type == LT_W_FP4 ? n >= FEW_MIN && n <= FEW_MAX                                          \
+                                         : W->block_c % 32 == 0 && n >= FEW_MIN_FP8 && n <= FEW_MAX_FP8;        \
+        if (tiles && few && W->cols <= FEW_KMAX)                                                                 \
+            amx_few(type, W, X, n, Y, ldy, r0, r1, act_block);                                                    \
         else if (tiles && n > LT_MT) amx_matmul_actq(type, W, X, n, Y, ldy, r0, r1, act_block);                  \
         else matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                                \
     }

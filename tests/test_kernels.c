@@ -223,21 +223,32 @@ LT_TEST(kernels, matmul_actq_vs_ref) {
     free_weight(&tw);
 }
 
-/* FP4 products of 3..128 tokens (the AMX table's A-tile path: passes of 32
- * tokens, 16-row groups in pairs, 4-step column phases) on ragged rows,
- * a phase tail and columns past that path's limit */
-LT_TEST(kernels, matmul_actq_fp4_tokens) {
+/* FP4 and FP8 products of 3..128 tokens (the AMX table's A-tile path:
+ * passes of 32 tokens, 16-row groups in pairs, 4-step column phases) on
+ * ragged rows, a phase tail, FP8 blocks of 128 and 32 (rows across row
+ * blocks), scales out of the tiles' range and columns past their limit */
+LT_TEST(kernels, matmul_actq_few_tokens) {
     const lt_kernels *tables[5];
     int nt = simd_tables(tables);
     rng g = {6};
-    static const int64_t shape[][2] = {{45, 160}, {17, 96}, {33, 4096}, {3, 8224}};
-    static const int64_t tokens[] = {3, 16, 17, 32, 33, 70, 128};
+    static const struct {
+        lt_wtype t;
+        int64_t rows, cols;
+        int block;
+    } shape[] = {{LT_W_FP4, 45, 160, 32},  {LT_W_FP4, 17, 96, 32},   {LT_W_FP4, 33, 4096, 32}, {LT_W_FP4, 3, 8224, 32},
+                 {LT_W_FP8, 45, 160, 128}, {LT_W_FP8, 131, 96, 32}, {LT_W_FP8, 33, 4096, 128}};
+    static const int64_t tokens[] = {3, 16, 17, 32, 33, 64, 70, 128};
     for (size_t s = 0; s < sizeof shape / sizeof shape[0]; s++) {
-        test_weight tw = make_weight(&g, LT_W_FP4, shape[s][0], shape[s][1], 1, 32);
+        int br = shape[s].t == LT_W_FP4 ? 1 : shape[s].block;
+        test_weight tw = make_weight(&g, shape[s].t, shape[s].rows, shape[s].cols, br, shape[s].block);
         int ok = 1;
         for (size_t t = 0; t < sizeof tokens / sizeof tokens[0] && ok; t++)
             ok = check_matmul(tables, nt, &tw.w, &g, tokens[t], 0, tw.w.rows, t % 2 ? 32 : 128);
-        if (ok) check_matmul(tables, nt, &tw.w, &g, 20, 1, tw.w.rows - 1, 128); /* a row sub-range */
+        if (ok) ok = check_matmul(tables, nt, &tw.w, &g, 20, 1, tw.w.rows - 1, 128); /* a row sub-range */
+        if (ok && s % 4 == 0) { /* scales the tiles cannot take (FP4 2^-127 and 2^-126, FP8 under 2^-117): the vector path */
+            tw.scale[0] = 0, tw.scale[1] = shape[s].t == LT_W_FP4 ? 1 : 9;
+            check_matmul(tables, nt, &tw.w, &g, 5, 0, tw.w.rows, 128);
+        }
         free_weight(&tw);
     }
 }
