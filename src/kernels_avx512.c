@@ -623,11 +623,12 @@ AMX_FN static void few_store(int q, float *Y, int64_t ldy, int nr, int nt) {
     for (int t = 0; t < nt; t++) v_store_part(Y + t * ldy, z[t], nr);
 }
 
-/* rows [r0, r1) of FP4 or FP8 weights (t) for n <= FEW_N tokens. Tiles: C 0..3 ([row group][token
- * group]), A 4..5, B 6..7, all 16 x 64 bytes. Rows go in pairs of 16-row
- * groups, columns in phases of 4 steps (one 64-byte line of FP4 per row):
- * each phase's A tiles are built while the previous phase's multiply. A
- * row pair with a scale out of range runs on the vector path. */
+/* rows [r0, r1) of FP4 or FP8 weights (t) for n <= FEW_N tokens. Tiles:
+ * C 0..3 ([row group][token group]), A 4..5, B 6..7, all 16 x 64 bytes.
+ * Rows go in pairs of 16-row groups, columns in phases of 4 steps (one
+ * 64-byte line per row of FP4, two of FP8): each phase's A tiles are built
+ * while the previous phase's multiply. A row pair with a scale out of range
+ * runs on the vector path. */
 AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                             int64_t r0, int64_t r1, int act_block) {
     const int64_t steps = W->cols / 32;
