@@ -364,9 +364,8 @@ AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
 
 /* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
  * normal bf16; other scales take the vector paths), 16 codes repeated
- * (VPERMW reads 5 index bits). Filled once, before the first FP4 tile. */
+ * (VPERMW reads 5 index bits) */
 static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
-static pthread_once_t fp4_bf16_once = PTHREAD_ONCE_INIT;
 
 /* e4m3 magnitudes (codes 0..127; 0x7F, a NaN, as 480 like the vector
  * decoders) as bf16 times 2^(s-127), per scale byte s in [FP8_S_LO, FP8_S_HI]:
@@ -374,27 +373,30 @@ static pthread_once_t fp4_bf16_once = PTHREAD_ONCE_INIT;
 enum { FP8_S_LO = 10, FP8_S_HI = 245 };
 static uint16_t fp8_bf16[256][128] __attribute__((aligned(64)));
 
-static void fp4_bf16_fill(void) {
+/* both tables, filled once before the first tile that reads them */
+static pthread_once_t bf16_tables_once = PTHREAD_ONCE_INIT;
+
+static void bf16_tables_fill(void) {
     for (int s = FP8_S_LO; s <= FP8_S_HI; s++)
         for (int c = 0; c < 128; c++) {
-            float v = (c == 0x7F ? 480.0f : lt_fp8_e4m3_to_f32((uint8_t)c)) * ldexpf(1.0f, s - 127);
-            uint32_t u;
-            memcpy(&u, &v, sizeof u);
-            fp8_bf16[s][c] = (uint16_t)(u >> 16);
+            float v = c == 0x7F ? 480.0f : lt_fp8_e4m3_to_f32((uint8_t)c);
+            fp8_bf16[s][c] = lt_f32_to_bf16(v * ldexpf(1.0f, s - 127));
         }
     for (int s = 2; s <= 252; s++)
-        for (int c = 0; c < 32; c++) {
-            float v = lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127);
-            uint32_t u;
-            memcpy(&u, &v, sizeof u);
-            fp4_bf16[s][c] = (uint16_t)(u >> 16); /* exact: e2m1 has 2 significant bits */
-        }
+        for (int c = 0; c < 32; c++) fp4_bf16[s][c] = lt_f32_to_bf16(lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127));
+}
+
+/* the 32 codes of 16 FP4 bytes as bf16 times the block scale sc (in
+ * [2, 252]): d | d << 12 puts a byte's two codes in the two 16-bit halves
+ * of a dword, one VPERMW looks both up */
+AMX_FN static inline __m512i fp4_row_bf16(const uint8_t *src, uint8_t sc) {
+    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)src));
+    return _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)), _mm512_load_si512(fp4_bf16[sc]));
 }
 
 /* FP4 codes straight into B tiles: byte (row, pair p) holds codes 2p and
- * 2p + 1, so d | d << 12 puts them in the two 16-bit halves of a dword and
- * one VPERMW through the block scale's table (fp4_bf16) gives the pair; 16
- * rows x 16 pairs are then transposed to [pair][row]. The tiles equal the
+ * 2p + 1, so fp4_row_bf16's dword p is the pair; 16 rows x 16 pairs are
+ * then transposed to [pair][row]. The tiles equal the
  * decoded panel's, bit for bit. Returns 0 if a scale is out of that table's
  * range. */
 AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc) {
@@ -412,9 +414,7 @@ AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k
                 if (j % 4 == 0) __builtin_prefetch(src + kc / 2); /* the next column chunk: L2 until this row's turn */
                 uint8_t sc = W->scale[row * nb + k0 / 32 + j];
                 if (sc < 2 || sc > 252) return 0; /* the caller's panel rewrites every tile */
-                __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)src));
-                z[i] = _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)),
-                                                _mm512_load_si512(fp4_bf16[sc]));
+                z[i] = fp4_row_bf16(src, sc);
             }
             v_transpose((lt_vf *)(void *)z);
             for (int q = 0; q < 16; q++) _mm512_storeu_si512(gemm.bt[g] + (16 * j + q) * 16, z[q]);
@@ -440,7 +440,7 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
     const int64_t cols = W->cols, step = LT_KC - LT_KC % act_block;
     amx_tilecfg cfg = {.palette = 1};
     for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
-    pthread_once(&fp4_bf16_once, fp4_bf16_fill);
+    pthread_once(&bf16_tables_once, bf16_tables_fill);
     _tile_loadconfig(&cfg);
     for (int64_t k0 = 0; k0 < cols; k0 += step) {
         int64_t kc = LT_MIN(step, cols - k0);
@@ -485,19 +485,19 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
  * into B tiles (16 x 16 transposes per 512 weights, for a handful of token
  * rows). Here the weights are the A tiles instead: an A row is 32 columns
  * of one weight row, which is also one FP4 scale block, so a row is one
- * VPERMW of its bytes through that scale's table (fp4_bf16) and no
- * transpose; FP8 rows are a lookup in their block scale's table of the 128
- * e4m3 magnitudes (fp8_bf16). The tokens' quantised rows are the B tiles ([column pair]
- * [token]), packed once per pass; each C tile holds [16 weight rows][16
- * tokens] and accumulates over all columns. From DRAM it beats the FMA
+ * VPERMW of its bytes through that scale's table (fp4_row_bf16) and no
+ * transpose; an FP8 row is a lookup in its block scale's table of the 128
+ * e4m3 magnitudes (fp8_bf16). The tokens' quantised rows are the B tiles
+ * ([column pair][token]), packed once per pass; each C tile holds [16
+ * weight rows][16 tokens] and accumulates over all columns. From DRAM it beats the FMA
  * few-token product from 2 tokens on, and the panels up to 128 (at 256 they
  * are as fast: they decode a weight once per 256 tokens, this path once per
  * FEW_N). */
 enum {
     FEW_MIN = 2, FEW_MAX = 128,        /* the token counts it takes (FP4) */
     FEW_MIN_FP8 = 3, FEW_MAX_FP8 = 64, /* FP8: building an A row costs twice FP4's per weight */
-    FEW_N = 32,                 /* tokens per pass */
-    FEW_KMAX = 8192,            /* the most columns (the B tiles' buffer) */
+    FEW_N = 32,                        /* tokens per pass */
+    FEW_KMAX = 8192,                   /* the most columns (the B tiles' buffer) */
 };
 
 typedef struct {
@@ -528,8 +528,7 @@ AMX_FN static void few_pack_x(const float *X, int64_t n, int64_t cols, int act_b
 }
 
 /* the A tiles of weight rows [r, r + 16) (rows past r1 zero) for the nblk
- * steps from column 32 ks: a[j][i] is row i at step ks + j, one VPERMW
- * through its block scale's table each. A row's 64-byte line is used up at
+ * steps from column 32 ks: a[j][i] is row i at step ks + j (fp4_row_bf16). A row's 64-byte line is used up at
  * once: rows a power of two apart share a few L1 sets. Returns 0 if a block
  * scale lies outside fp4_bf16's range. */
 AMX_FN static int few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64_t ks, int nblk,
@@ -544,9 +543,7 @@ AMX_FN static int few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64
         if (r + 32 + i < W->rows) __builtin_prefetch(src + 32 * rb, 0, 2); /* the next row group's line, to L2 */
         for (int j = 0; j < nblk; j++) {
             if (sc[j] < 2 || sc[j] > 252) return 0;
-            __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + 16 * j)));
-            _mm512_store_si512(a[j][i], _mm512_permutexvar_epi16(_mm512_or_si512(d, _mm512_slli_epi32(d, 12)),
-                                                                 _mm512_load_si512(fp4_bf16[sc[j]])));
+            _mm512_store_si512(a[j][i], fp4_row_bf16(src + 16 * j, sc[j]));
         }
     }
     return 1;
@@ -636,7 +633,7 @@ AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int6
     few_pack_x(X, n, W->cols, act_block);
     for (int64_t r = r0; r < r1; r += 32) {
         const int groups = r + 16 < r1 ? 2 : 1;
-        int ok = 1, prev = -1, pn = 0; /* the phase built and not yet multiplied */
+        int ok = 1, prev = -1, pn = 0, pb = 0; /* the phase built and not yet multiplied: group, steps, buffer */
         int64_t pk = 0;
         _tile_zero(0);
         _tile_zero(1);
@@ -647,15 +644,15 @@ AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int6
                 const int nblk = (int)LT_MIN(4, steps - k4), buf = (int)((k4 / 4 * groups + h) & 1);
                 ok = t == LT_W_FP4 ? few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf])
                                    : few_fp8_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
-                if (ok && prev >= 0) few_dp(prev, ng, pk, pn, few.a[buf ^ 1]);
-                prev = h, pk = k4, pn = nblk;
+                if (ok && prev >= 0) few_dp(prev, ng, pk, pn, few.a[pb]);
+                prev = h, pk = k4, pn = nblk, pb = buf;
             }
         const int64_t re = LT_MIN(r + 32, r1);
         if (!ok) {
             matmul_any(t, W, X, n, Y, ldy, r, re, act_block);
             continue;
         }
-        few_dp(prev, ng, pk, pn, few.a[(int)(((steps - 1) / 4 * groups + prev) & 1)]);
+        few_dp(prev, ng, pk, pn, few.a[pb]);
         for (int h = 0; h < groups; h++)
             for (int g = 0; g < ng; g++)
                 few_store(2 * h + g, Y + 16 * g * ldy + r + 16 * h, ldy, (int)LT_MIN(16, re - r - 16 * h),
@@ -668,7 +665,7 @@ AMX_FN static void amx_few(lt_wtype t, const lt_weight *W, const float *X, int64
                            int64_t r0, int64_t r1, int act_block) {
     amx_tilecfg cfg = {.palette = 1};
     for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
-    pthread_once(&fp4_bf16_once, fp4_bf16_fill);
+    pthread_once(&bf16_tables_once, bf16_tables_fill);
     _tile_loadconfig(&cfg);
     for (int64_t i = 0; i < n; i += FEW_N)
         few_pass(t, W, X + i * W->cols, LT_MIN(FEW_N, n - i), Y + i * ldy, ldy, r0, r1, act_block);
