@@ -17,10 +17,13 @@
  * once over its tokens. */
 #include "bench.h"
 #include "linear.h"
+#include "quant.h"
 #include "threads.h"
 #include "util.h"
 #include "weights.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +75,8 @@ struct lt_bench_model {
 
 /* ---- random weights ----------------------------------------------------- */
 
-/* byte patterns of plausible values: FP8 codes with bit 6 clear (never the
- * NaN codes), any FP4 codes, scales 2^-7..2^0, BF16/F32 near 2^-7 */
+/* byte patterns of plausible values: FP8 codes as a trained block's (below),
+ * any FP4 codes, scales 2^-7..2^0, BF16/F32 near 2^-7 */
 typedef enum { FILL_FP8, FILL_RAW, FILL_SCALE, FILL_BF16, FILL_F32 } fill_kind;
 
 typedef struct {
@@ -83,12 +86,41 @@ typedef struct {
     uint64_t seed;
 } fill_job;
 
+/* FP8 codes drawn like a trained weight block's: normal values whose scale
+ * puts the block's largest (4.3 sigma, as for 128 x 128 draws) at 448, the
+ * UE8M0 scale's target, rounded to e4m3; so codes below 2^-6 (subnormal)
+ * are as rare as in a checkpoint (~1e-4), which the kernels' fast paths
+ * rely on. Indexed by 16 random bits: entry u is the normal quantile
+ * (u + 1/2) / 2^16, found by bisection on erfc. */
+static uint8_t fp8_codes[1 << 16];
+static pthread_once_t fp8_codes_once = PTHREAD_ONCE_INIT;
+
+static void fp8_codes_fill(void) {
+    const double sigma = 448.0 / 4.3;
+    for (int u = 0; u < (1 << 16); u++) {
+        double p = (u + 0.5) / (1 << 16), lo = -8.0, hi = 8.0;
+        for (int it = 0; it < 40; it++) {
+            double mid = 0.5 * (lo + hi);
+            if (0.5 * erfc(-mid / sqrt(2.0)) < p) lo = mid;
+            else hi = mid;
+        }
+        fp8_codes[u] = lt_f32_to_fp8_e4m3((float)(0.5 * (lo + hi) * sigma));
+    }
+}
+
 static void fill_item(void *ctx, int64_t i, int tid) {
     const fill_job *j = ctx;
     (void)tid;
     int64_t lo = i * FILL_CHUNK, hi = LT_MIN_I64(lo + FILL_CHUNK, j->bytes);
     uint64_t s = j->seed ^ (uint64_t)i * 0xD1B54A32D192ED03ull;
-    static const uint64_t and_mask[] = {0xBFBFBFBFBFBFBFBFull, ~0ull, 0x0707070707070707ull, 0x80FF80FF80FF80FFull,
+    if (j->kind == FILL_FP8) {
+        for (int64_t b = lo; b < hi; b += 4) {
+            uint64_t v = lt_splitmix64(&s);
+            for (int k = 0; k < 4 && b + k < hi; k++) j->p[b + k] = fp8_codes[(v >> (16 * k)) & 0xFFFF];
+        }
+        return;
+    }
+    static const uint64_t and_mask[] = {0, ~0ull, 0x0707070707070707ull, 0x80FF80FF80FF80FFull,
                                         0x807FFFFF807FFFFFull};
     static const uint64_t or_mask[] = {0, 0, 0x7878787878787878ull, 0x3C003C003C003C00ull, 0x3C0000003C000000ull};
     for (int64_t b = lo; b < hi; b += 8) {
@@ -108,6 +140,7 @@ static void *alloc_filled(lt_bench_model *m, int64_t bytes, fill_kind kind, lt_e
     uint8_t *p = malloc((size_t)LT_MAX(bytes, 1));
     if (!p) return lt_fail(err, LT_ERR_NOMEM, "bench: out of memory for a %lld-byte weight", (long long)bytes), NULL;
     m->allocs[m->n_allocs++] = p;
+    if (kind == FILL_FP8) pthread_once(&fp8_codes_once, fp8_codes_fill);
     fill_job j = {p, bytes, kind, lt_splitmix64(&m->rng)};
     lt_parallel_for((bytes + FILL_CHUNK - 1) / FILL_CHUNK, fill_item, &j);
     return p;
@@ -268,7 +301,8 @@ lt_status lt_bench_model_create(lt_bench_model **out, const lt_bench_arch *a, in
         lt_bench_model_free(m);
         return st;
     }
-    for (int64_t i = 0; i < m->max_in; i++) m->x[i] = (float)(lt_splitmix64(&m->rng) >> 40) * 0x1p-24f - 0.5f;
+    for (int64_t i = 0; i < m->max_in; i++) /* bf16 values, as REFERENCE numerics store activations (wo_a reads them so) */
+        m->x[i] = lt_round_bf16((float)(lt_splitmix64(&m->rng) >> 40) * 0x1p-24f - 0.5f);
     for (int e = 0; e < m->n_pool; e++) m->perm[e] = e;
     for (int j = 0; j <= a->n_active; j++) m->off[j] = j;
     *out = m;

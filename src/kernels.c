@@ -21,7 +21,13 @@ static int cpu_has_avx512(void) {
 
 static int cpu_has_avx512_vnni(void) { return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni"); }
 
-static int cpu_has_avx512_amx(void) { return cpu_has_avx512_vnni() && lt_kernels_amx_init(); }
+static int cpu_has_avx512_bf16(void) {
+    if (!cpu_has_avx512_vnni() || !__builtin_cpu_supports("avx512bf16")) return 0;
+    lt_kernels_bf16_init();
+    return 1;
+}
+
+static int cpu_has_avx512_amx(void) { return cpu_has_avx512_bf16() && lt_kernels_amx_init(); }
 #endif
 
 static int cpu_any(void) { return 1; }
@@ -32,6 +38,7 @@ static const struct {
 } tables[] = {
 #if defined(__x86_64__)
     {&lt_kernels_avx512_amx, cpu_has_avx512_amx},
+    {&lt_kernels_avx512_bf16, cpu_has_avx512_bf16},
     {&lt_kernels_avx512_vnni, cpu_has_avx512_vnni},
     {&lt_kernels_avx512, cpu_has_avx512},
     {&lt_kernels_avx2, cpu_has_avx2},

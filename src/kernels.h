@@ -7,8 +7,10 @@
  *
  * Tables: "ref" (kernels_ref.c, the definition every other table is tested
  * against), "avx2" (AVX2+FMA+F16C), "avx512" (F/BW/VL/DQ), "avx512-vnni"
- * (the same plus int8 dot products for the indexer), "avx512-amx" (that
- * table with the indexer on AMX int8 tiles), "neon" (AArch64).
+ * (the same plus int8 dot products for the indexer), "avx512-bf16" (that
+ * table with FP8 decode products on bf16 dot products), "avx512-amx" (that
+ * table with the indexer, REFERENCE attention and prefill on AMX tiles),
+ * "neon" (AArch64).
  * The SIMD tables share their loops (kernels_simd.h); see that header for
  * what they compute differently from ref (summation order, NaN weight codes). */
 #ifndef LT_KERNELS_H
@@ -119,6 +121,10 @@ typedef struct {
 extern const lt_kernels lt_kernels_ref;
 #if defined(__x86_64__)
 extern const lt_kernels lt_kernels_avx2, lt_kernels_avx512, lt_kernels_avx512_vnni;
+/* Filled in by lt_kernels_bf16_init (kernels_avx512.c); call it only where
+ * CPUID reports AVX512-BF16 besides the avx512-vnni table's needs. */
+extern lt_kernels lt_kernels_avx512_bf16;
+void lt_kernels_bf16_init(void);
 /* Filled in by lt_kernels_amx_init (kernels_amx.c), which returns 0 where the
  * CPU or OS cannot run AMX tiles (then the table holds only its name). */
 extern lt_kernels lt_kernels_avx512_amx;

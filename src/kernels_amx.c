@@ -1,4 +1,4 @@
-/* AVX-512 + AMX kernel table "avx512-amx": the avx512-vnni table with
+/* AVX-512 + AMX kernel table "avx512-amx": the avx512-bf16 table with
  * index_score on int8 tile dot products (TDPBSSD), and REFERENCE attention
  * and prefill products on bf16 tiles (kernels_avx512.c). Built with the AVX512F flags
  * plus AVX512-BF16 and AMX-TILE/INT8; offered by kernels.c only after
@@ -321,7 +321,7 @@ static void amx_detect(void) {
     __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & (3u << 17)) != (3u << 17)) return;
     if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
-    lt_kernels_avx512_amx = lt_kernels_avx512_vnni;
+    lt_kernels_avx512_amx = lt_kernels_avx512_bf16; /* filled: kernels.c checked it first */
     lt_kernels_avx512_amx.name = "avx512-amx";
     lt_kernels_avx512_amx.index_score = index_score_amx;
     lt_kernels_avx512_amx.attn_rows = lt_attn_rows_amx;

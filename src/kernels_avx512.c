@@ -1,8 +1,10 @@
-/* AVX-512 (F/BW/VL/DQ + F16C) kernel tables "avx512" and "avx512-vnni":
- * the loops of kernels_simd.h over the primitives of kernels_avx512.h. Built
- * with the AVX512F flags of the Makefile; chosen by kernels.c only when
- * CPUID reports them. The AMX paths below (REFERENCE attention and prefill)
- * carry their own target attributes; kernels_amx.c puts them in its table. */
+/* AVX-512 (F/BW/VL/DQ + F16C) kernel tables "avx512", "avx512-vnni" and
+ * "avx512-bf16": the loops of kernels_simd.h over the primitives of
+ * kernels_avx512.h. Built with the AVX512F flags of the Makefile; chosen by
+ * kernels.c only when CPUID reports them. The AMX paths (REFERENCE
+ * attention and prefill) and the bf16 decode products carry their own
+ * target attributes; kernels_amx.c puts the AMX ones in its table. */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 
@@ -672,6 +674,149 @@ AMX_FN static void amx_few(lt_wtype t, const lt_weight *W, const float *X, int64
     _tile_release();
 }
 
+/* ---- FP8 matrix-vector products on bf16 dot products (AVX512-BF16) ----- */
+
+#define BF16_FN __attribute__((target("avx512bf16")))
+
+/* An e4m3 code s.eeee.mmm placed as the bf16 bits s.0000eeee.mmm0000 is
+ * its value times 2^-120, exactly, for every normal code (e >= 1): two
+ * shifts and a mask per 32 codes, no table. Every activation of an
+ * FP8-quantised row is a bf16 value too, so VDPBF16PS (exact products, fp32
+ * sums) computes what the FMA path computes, in another order, with a third
+ * of its vector operations per weight byte. Two things keep the products
+ * exact: the activations are scaled by one power of two, 2^c, that puts the
+ * largest in [2^100, 2^101) (every product and partial sum then lies far
+ * above the flush-to-zero of VDPBF16PS and far below overflow; the row is
+ * refused when its smallest nonzero value is below 2^-76 of the largest),
+ * and a 64-byte group holding a subnormal code (a bf16 denormal in that
+ * placement, which VDPBF16PS would flush) is decoded the FMA path's way
+ * instead. Trained weights hold such codes rarely (below 2^-6 of the
+ * largest code of their block), so nearly every group takes the two dot
+ * products. Word j of a group holds columns 2j (low byte) and 2j + 1, so
+ * the activations are stored per group as 32 even columns, then 32 odd. */
+enum { BF8_G = 64 };                /* columns of one group */
+enum { BF8_MAX = 16384 };           /* widest row on this path */
+enum { BF8_TOP = 100, BF8_RANGE = 76 }; /* 2^c amax in [2^100, 2^101); smallest nonzero >= 2^-76 of it */
+
+/* x[0, n) times 2^c as bf16 in the group order above; returns c, or INT_MIN
+ * when a value is not a bf16 value or the row's range is too wide */
+BF16_FN static int fp8_bf16_x(const float *x, int64_t n, uint16_t *xb) {
+    const __m512i lo16 = _mm512_set1_epi32(0xFFFF), mag = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i hi = _mm512_setzero_si512(), lo = _mm512_set1_epi32(0x7F800000);
+    __mmask16 inexact = 0;
+    for (int64_t k = 0; k < n; k += 16) { /* amax and smallest nonzero magnitude, as integers */
+        __m512i v = _mm512_and_si512(_mm512_loadu_si512(x + k), mag);
+        inexact |= _mm512_test_epi32_mask(v, lo16);
+        hi = _mm512_max_epu32(hi, v);
+        lo = _mm512_mask_min_epu32(lo, _mm512_test_epi32_mask(v, v), lo, v);
+    }
+    const uint32_t amax = (uint32_t)_mm512_reduce_max_epu32(hi), amin = (uint32_t)_mm512_reduce_min_epu32(lo);
+    if (inexact || amax >= 0x7F800000u) return INT_MIN;
+    if (amax == 0) {
+        memset(xb, 0, sizeof(uint16_t) * (size_t)n);
+        return 0;
+    }
+    const int eh = (int)(amax >> 23), el = (int)(amin >> 23); /* biased exponents */
+    if (el == 0 || eh - el > BF8_RANGE) return INT_MIN;       /* denormals or too wide */
+    const int c = BF8_TOP - (eh - 127);
+    if (c < 0 || c > 2 * BF8_TOP) return INT_MIN; /* amax outside [2^-100, 2^100]: 2^(112 - c) stays finite */
+    uint16_t idx[32];
+    for (int j = 0; j < 16; j++) idx[j] = (uint16_t)(2 * j), idx[16 + j] = (uint16_t)(2 * j + 1);
+    const __m512i ie = _mm512_loadu_si512(idx);
+    for (int64_t k = 0; k < n; k += BF8_G) {
+        __m512i w[2];
+        for (int h = 0; h < 2; h++) { /* columns 32h.. as bf16, natural order */
+            __m512 a = _mm512_loadu_ps(x + k + 32 * h), b = _mm512_loadu_ps(x + k + 32 * h + 16);
+            w[h] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_scalef_ps(b, _mm512_set1_ps((float)c)),
+                                                _mm512_scalef_ps(a, _mm512_set1_ps((float)c)));
+        }
+        __m512i p0 = _mm512_permutexvar_epi16(ie, w[0]), p1 = _mm512_permutexvar_epi16(ie, w[1]);
+        _mm512_storeu_si512(xb + k, _mm512_shuffle_i64x2(p0, p1, 0x44));      /* even columns */
+        _mm512_storeu_si512(xb + k + 32, _mm512_shuffle_i64x2(p0, p1, 0xEE)); /* odd columns */
+    }
+    return c;
+}
+
+/* a group with a subnormal code: the f16 decode (value * LT_FP8_DEC) in
+ * fp32, products with the same scaled activations, brought to the fast
+ * path's 2^-120 */
+BF16_FN static __m512 fp8_group_slow(const uint8_t *p, const uint16_t *xg) {
+    lt_vf w[4];
+    v_dec_fp8_x4(p, w); /* w[0], w[1]: even columns 0..30, 32..62; w[2], w[3]: odd */
+    const __m256i *xv = (const __m256i *)(const void *)xg;
+    __m512 s = _mm512_setzero_ps();
+    for (int i = 0; i < 4; i++) { /* xg quarters: the same columns as w[i] */
+        __m512 xf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(xv + i)), 16));
+        s = _mm512_fmadd_ps(w[i], xf, s);
+    }
+    return _mm512_mul_ps(s, _mm512_set1_ps(0x1p-112f));
+}
+
+/* y[i] = row r + i (i < nr) . x for the scaled bf16 activations xb; the
+ * result still carries 2^(c - 112) (scale_of's 2^8 included) */
+BF16_FN static inline void fp8_rows_bf16(const lt_weight *W, int64_t r, int nr, const uint16_t *xb, float *y) {
+    const int64_t stride = W->cols, bc = W->block_c, ng = W->cols / BF8_G;
+    const uint8_t *base = w_row(LT_W_FP8, W, r), *srow[LT_RB];
+    const __m512i mask = _mm512_set1_epi16((short)0x87F0), e_bits = _mm512_set1_epi8(0x78), m_bits = _mm512_set1_epi8(7);
+    __m512 acc[LT_RB];
+    for (int i = 0; i < nr; i++) srow[i] = scale_row(LT_W_FP8, W, r + i), acc[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng;) {
+        const int64_t ge = LT_MIN(ng, g + bc / BF8_G), b = g * BF8_G / bc;
+        __m512 part[LT_RB];
+        for (int i = 0; i < nr; i++) part[i] = _mm512_setzero_ps();
+        for (; g < ge; g++) {
+            const uint16_t *xg = xb + g * BF8_G;
+            const __m512bh xe = (__m512bh)_mm512_loadu_si512(xg), xo = (__m512bh)_mm512_loadu_si512(xg + 32);
+            for (int i = 0; i < nr; i++) {
+                const uint8_t *p = base + i * stride + g * BF8_G;
+                __builtin_prefetch(p + nr * stride); /* the next row group's line */
+                __m512i w = _mm512_loadu_si512(p);
+                if (__builtin_expect(_mm512_mask_testn_epi8_mask(_mm512_test_epi8_mask(w, m_bits), w, e_bits) != 0, 0)) {
+                    part[i] = _mm512_add_ps(part[i], fp8_group_slow(p, xg));
+                    continue;
+                }
+                __m512i ev = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(w, 8), 4), mask);
+                __m512i od = _mm512_and_si512(_mm512_srai_epi16(w, 4), mask);
+                part[i] = _mm512_dpbf16_ps(_mm512_dpbf16_ps(part[i], (__m512bh)ev, xe), (__m512bh)od, xo);
+            }
+        }
+        for (int i = 0; i < nr; i++) acc[i] = _mm512_fmadd_ps(part[i], _mm512_set1_ps(scale_of(LT_W_FP8, srow[i], b)), acc[i]);
+    }
+    for (int i = 0; i < nr; i++) y[i] = v_hsum(acc[i]);
+}
+
+/* matmul for FP8 weights: one row of bf16 values on the dot products above
+ * (blocks of whole groups), anything else on the vector path */
+BF16_FN static void matmul_fp8_bf16(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
+                               int64_t r1) {
+    uint16_t xb[BF8_MAX] __attribute__((aligned(64)));
+    int c = INT_MIN;
+    if (n == 1 && W->cols % BF8_G == 0 && W->block_c % BF8_G == 0 && W->cols <= BF8_MAX)
+        c = fp8_bf16_x(X, W->cols, xb);
+    if (c == INT_MIN) {
+        matmul_fp8_simd(W, X, n, Y, ldy, r0, r1);
+        return;
+    }
+    const float unscale = ldexpf(1.0f, 112 - c);
+    int64_t r = r0;
+    for (; r + LT_RB <= r1; r += LT_RB) fp8_rows_bf16(W, r, LT_RB, xb, Y + r);
+    for (; r < r1; r++) fp8_rows_bf16(W, r, 1, xb, Y + r);
+    for (r = r0; r < r1; r++) Y[r] *= unscale;
+}
+
+/* one FP8 row with fused quantisation: the row quantised whole (for blocks
+ * dividing LT_QK the same as per chunk, kernels.h), then the plain product */
+BF16_FN static void fp8_actq_row(const lt_weight *W, const float *X, float *Y, int64_t r0, int64_t r1, int act_block) {
+    float xq[BF8_MAX];
+    if (W->cols > BF8_MAX) {
+        matmul_any(LT_W_FP8, W, X, 1, Y, 1, r0, r1, act_block);
+        return;
+    }
+    memcpy(xq, X, sizeof(float) * (size_t)W->cols);
+    fake_quant_fp8_simd(xq, W->cols, act_block);
+    matmul_fp8_bf16(W, xq, 1, Y, 1, r0, r1);
+}
+
 /* matmul_actq for FP8 and FP4 weights (columns in whole 32s): FP4 for
  * FEW_MIN..FEW_MAX tokens and FP8 for FEW_MIN_FP8..FEW_MAX_FP8 with the
  * weights as A tiles, more than LT_MT tokens on the panels, the vector
@@ -682,7 +827,9 @@ AMX_FN static void amx_few(lt_wtype t, const lt_weight *W, const float *X, int64
         const int tiles = W->cols % 32 == 0 && (LT_KC - LT_KC % act_block) % 32 == 0;                            \
         const int few = type == LT_W_FP4 ? n >= FEW_MIN && n <= FEW_MAX                                          \
                                          : W->block_c % 32 == 0 && n >= FEW_MIN_FP8 && n <= FEW_MAX_FP8;        \
-        if (tiles && few && W->cols <= FEW_KMAX)                                                                 \
+        if (type == LT_W_FP8 && n == 1 && LT_QK % act_block == 0)                                                \
+            fp8_actq_row(W, X, Y, r0, r1, act_block);                                                            \
+        else if (tiles && few && W->cols <= FEW_KMAX)                                                            \
             amx_few(type, W, X, n, Y, ldy, r0, r1, act_block);                                                    \
         else if (tiles && n > LT_MT) amx_matmul_actq(type, W, X, n, Y, ldy, r0, r1, act_block);                  \
         else matmul_any(type, W, X, n, Y, ldy, r0, r1, act_block);                                                \
@@ -690,6 +837,13 @@ AMX_FN static void amx_few(lt_wtype t, const lt_weight *W, const float *X, int64
 LT_DEFINE_AMX_MATMUL(fp8, LT_W_FP8)
 LT_DEFINE_AMX_MATMUL(fp4, LT_W_FP4)
 #undef LT_DEFINE_AMX_MATMUL
+
+/* matmul_actq for FP8 weights without tiles: one row as above, else the vector path */
+BF16_FN static void matmul_actq_fp8_bf16(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
+                                         int64_t r0, int64_t r1, int act_block) {
+    if (n == 1 && LT_QK % act_block == 0) fp8_actq_row(W, X, Y, r0, r1, act_block);
+    else matmul_any(LT_W_FP8, W, X, n, Y, ldy, r0, r1, act_block);
+}
 
 const lt_kernels lt_kernels_avx512 = {
     .name = "avx512",
@@ -703,3 +857,17 @@ const lt_kernels lt_kernels_avx512_vnni = {
     LT_SIMD_ENTRIES,
     .index_score = index_score_vnni,
 };
+
+/* the same with FP8 decode products on bf16 dot products: the vnni table
+ * with two entries replaced, once CPUID reports AVX512-BF16 (kernels.c) */
+lt_kernels lt_kernels_avx512_bf16 = {.name = "avx512-bf16"};
+static pthread_once_t bf16_table_once = PTHREAD_ONCE_INIT;
+
+static void bf16_table_fill(void) {
+    lt_kernels_avx512_bf16 = lt_kernels_avx512_vnni;
+    lt_kernels_avx512_bf16.name = "avx512-bf16";
+    lt_kernels_avx512_bf16.matmul[LT_W_FP8] = matmul_fp8_bf16;
+    lt_kernels_avx512_bf16.matmul_actq[LT_W_FP8] = matmul_actq_fp8_bf16;
+}
+
+void lt_kernels_bf16_init(void) { pthread_once(&bf16_table_once, bf16_table_fill); }

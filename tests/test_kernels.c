@@ -23,6 +23,7 @@
 #include <string.h>
 
 #define SENTINEL 7.0f
+#define MAX_TABLES 8 /* SIMD tables a build can hold */
 
 typedef struct { uint64_t s; } rng;
 
@@ -89,8 +90,8 @@ static const char *type_name(lt_wtype t) {
  * expectation is ref's plain product on a quantised copy of X, which equals
  * ref's matmul_actq bit for bit (ref_actq_is_quantised_product) and is much
  * cheaper. Returns 0 on a mismatch. */
-static int check_matmul(const lt_kernels **tables, int n_tables, const lt_weight *W, rng *g, int64_t n, int64_t r0,
-                        int64_t r1, int act_block) {
+static int check_matmul_x(const lt_kernels **tables, int n_tables, const lt_weight *W, rng *g, int64_t n, int64_t r0,
+                          int64_t r1, int act_block, int prequant) {
     int64_t cols = W->cols, ldy = W->rows + 3;
     float *X = malloc(sizeof(float) * (size_t)(n * cols)), *Xq = malloc(sizeof(float) * (size_t)(n * cols));
     float *row = malloc(sizeof(float) * (size_t)cols), *bound = malloc(sizeof(float) * (size_t)(n * ldy));
@@ -99,6 +100,10 @@ static int check_matmul(const lt_kernels **tables, int n_tables, const lt_weight
     for (int64_t i = 0; i < n * cols; i++) X[i] = Xq[i] = runif(g) * mag * (rnext(g) % 8 == 0 ? 0.01f : 1.0f);
     if (act_block)
         for (int64_t t = 0; t < n; t++) lt_fake_quant_fp8(Xq + t * cols, cols, act_block);
+    if (prequant) { /* the tables get the quantised rows and the plain product (a decode's path) */
+        memcpy(X, Xq, sizeof(float) * (size_t)(n * cols));
+        act_block = 0;
+    }
     for (int64_t i = 0; i < n * ldy; i++) Yr[i] = SENTINEL;
     lt_kernels_ref.matmul[W->type](W, Xq, n, Yr, ldy, r0, r1);
     for (int64_t r = r0; r < r1; r++) { /* sum |w x| */
@@ -140,11 +145,16 @@ static int check_matmul(const lt_kernels **tables, int n_tables, const lt_weight
     return ok;
 }
 
+static int check_matmul(const lt_kernels **tables, int n_tables, const lt_weight *W, rng *g, int64_t n, int64_t r0,
+                        int64_t r1, int act_block) {
+    return check_matmul_x(tables, n_tables, W, g, n, r0, r1, act_block, 0);
+}
+
 /* the SIMD tables this machine can run (ref excluded) */
 static int simd_tables(const lt_kernels **out) {
     static const lt_kernels *all[] = {
 #if defined(__x86_64__)
-        &lt_kernels_avx512_amx, &lt_kernels_avx512_vnni, &lt_kernels_avx512, &lt_kernels_avx2,
+        &lt_kernels_avx512_amx, &lt_kernels_avx512_bf16, &lt_kernels_avx512_vnni, &lt_kernels_avx512, &lt_kernels_avx2,
 #elif defined(__aarch64__)
         &lt_kernels_neon,
 #endif
@@ -178,7 +188,7 @@ static const struct {
 };
 
 LT_TEST(kernels, matmul_vs_ref) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {1};
     static const int64_t batch[] = {1, 2, 7, 13};
@@ -199,7 +209,7 @@ LT_TEST(kernels, matmul_vs_ref) {
 }
 
 LT_TEST(kernels, matmul_actq_vs_ref) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {2};
     static const int act_blocks[] = {128, 32};
@@ -228,7 +238,7 @@ LT_TEST(kernels, matmul_actq_vs_ref) {
  * ragged rows, a phase tail, FP8 blocks of 128 and 32 (rows across row
  * blocks), scales out of the tiles' range and columns past their limit */
 LT_TEST(kernels, matmul_actq_few_tokens) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {6};
     static const struct {
@@ -251,6 +261,49 @@ LT_TEST(kernels, matmul_actq_few_tokens) {
         }
         free_weight(&tw);
     }
+}
+
+/* FP8 decode products on FP8-quantised rows (the AMX table's bf16 dot
+ * products): groups of normal codes and groups holding subnormal codes
+ * (the f16 decode), blocks of 128 and 64 columns, rows across row blocks,
+ * a row sub-range, and rows the path must refuse (a value that is not a
+ * bf16 value, a range over 2^76, all zeros) */
+LT_TEST(kernels, matmul_fp8_decode_rows) {
+    const lt_kernels *tables[MAX_TABLES];
+    int nt = simd_tables(tables);
+    rng g = {8};
+    static const struct { int64_t rows, cols; int block_r, block_c; } shape[] = {
+        {70, 4096, 128, 128}, {131, 192, 32, 64}, {9, 320, 128, 128}, {33, 16384, 128, 128}, {5, 16448, 128, 128}};
+    for (size_t s = 0; s < sizeof shape / sizeof shape[0]; s++) {
+        test_weight tw = make_weight(&g, LT_W_FP8, shape[s].rows, shape[s].cols, shape[s].block_r, shape[s].block_c);
+        int ok = check_matmul_x(tables, nt, &tw.w, &g, 1, 0, tw.w.rows, 128, 1); /* ~5 in 6 groups subnormal */
+        for (int64_t i = 0; i < tw.w.rows * tw.w.cols && s < 2; i++)
+            if (!(tw.data[i] & 0x78)) tw.data[i] |= 0x08; /* normal codes only: every group on the dot products */
+        if (ok) ok = check_matmul_x(tables, nt, &tw.w, &g, 1, 0, tw.w.rows, 32, 1);
+        if (ok) ok = check_matmul_x(tables, nt, &tw.w, &g, 1, 3, tw.w.rows - 2, 128, 1);
+        free_weight(&tw);
+    }
+    test_weight tw = make_weight(&g, LT_W_FP8, 40, 512, 128, 128);
+    float x[512], row[512], yr[40], ys[40];
+    for (int v = 0; v < 3; v++) {
+        for (int i = 0; i < 512; i++) x[i] = runif(&g) * 8.0f;
+        lt_fake_quant_fp8(x, 512, 128);
+        if (v == 0) x[77] = nextafterf(x[77], 100.0f); /* not a bf16 value */
+        if (v == 1) x[300] = 0x1p-90f;                 /* 2^-90 beside values near 8 */
+        if (v == 2) memset(x, 0, sizeof x);
+        lt_kernels_ref.matmul[LT_W_FP8](&tw.w, x, 1, yr, 40, 0, 40);
+        for (int ti = 0; ti < nt; ti++) {
+            tables[ti]->matmul[LT_W_FP8](&tw.w, x, 1, ys, 40, 0, 40);
+            for (int r = 0; r < 40; r++) {
+                lt_weight_row(&tw.w, r, row);
+                double b = 0.0;
+                for (int c = 0; c < 512; c++) b += fabs((double)row[c] * x[c]);
+                CHECKF(fabsf(ys[r] - yr[r]) <= (float)(1e-5 * b) + 1e-30f, "%s row variant %d: y[%d] = %.9g, ref %.9g",
+                       tables[ti]->name, v, r, ys[r], yr[r]);
+            }
+        }
+    }
+    free_weight(&tw);
 }
 
 /* ref's fused quantisation is the plain product on lt_fake_quant_fp8'd rows */
@@ -279,7 +332,7 @@ LT_TEST(kernels, ref_actq_is_quantised_product) {
 
 /* one-hot activations pick single weights: decoding and scaling must be exact */
 LT_TEST(kernels, decode_exact) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {3};
     static const struct { lt_wtype t; int64_t cols; int block_r, block_c; } fmts[] = {
@@ -312,7 +365,7 @@ LT_TEST(kernels, decode_exact) {
 
 /* the fused activation quantiser is the reference's, bit for bit, ties included */
 LT_TEST(kernels, fake_quant_fp8_bit_exact) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {4};
     enum { N = 1000 };
@@ -364,7 +417,7 @@ LT_TEST(kernels, init_and_names) {
  * a rounding boundary may round the other way, moving o by up to 2^-8 of max
  * |v|. The threaded lt_attention_rows must equal one whole call, bit for bit. */
 LT_TEST(kernels, attention_vs_ref) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {6};
     enum { POOL = 400, DMAX = 512 };
@@ -431,7 +484,7 @@ LT_TEST(kernels, attention_vs_ref) {
  * (avx512-vnni, avx512-amx); keys outside [j0, j1) are not written; lt_index_scores
  * equals one whole call */
 LT_TEST(kernels, index_score_vs_ref) {
-    const lt_kernels *tables[5];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {7};
     static const struct { lt_wtype tk, tq; int64_t n_keys, nh, j0, j1; } cases[] = {
@@ -560,7 +613,7 @@ static double ulps(float a, float ref) {
  * bit-identical to w * (x * r) with the table's own factor r, for no, F32
  * (misaligned) and BF16 weights */
 LT_TEST(kernels, rmsnorm_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {11};
     for (size_t si = 0; si < N_ELEM; si++) {
@@ -597,7 +650,7 @@ LT_TEST(kernels, rmsnorm_vs_ref) {
 
 /* rope, forward and inverse, bit-identical to ref (pairs of ragged count) */
 LT_TEST(kernels, rope_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {12};
     static const int dims[] = {2, 6, 8, 14, 30, 32, 34, 64, 66, 510};
@@ -624,7 +677,7 @@ LT_TEST(kernels, rope_vs_ref) {
 /* swiglu within 8 ulp of ref (the polynomial exp; 4 seen); rounded to bf16, within
  * one bf16 ulp (2^16 fp32 ulps) at a tie, otherwise equal */
 LT_TEST(kernels, swiglu_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {13};
     enum { ROWS = 3 };
@@ -655,7 +708,7 @@ LT_TEST(kernels, swiglu_vs_ref) {
 
 /* mHC collapse and expand bit-identical to ref, 1 to 5 streams */
 LT_TEST(kernels, mhc_vs_ref) {
-    const lt_kernels *tables[4];
+    const lt_kernels *tables[MAX_TABLES];
     int nt = simd_tables(tables);
     rng g = {14};
     for (int hc = 1; hc <= 5; hc++)
