@@ -792,7 +792,7 @@ BF16_FN static void matmul_fp8_bf16(const lt_weight *W, const float *X, int64_t 
                                int64_t r1) {
     uint16_t xb[BF8_MAX] __attribute__((aligned(64)));
     int c = INT_MIN;
-    if (n == 1 && W->cols % BF8_G == 0 && W->block_c % BF8_G == 0 && W->cols <= BF8_MAX)
+    if (n == 1 && W->cols % BF8_G == 0 && W->block_c > 0 && W->block_c % BF8_G == 0 && W->cols <= BF8_MAX)
         c = fp8_bf16_x(X, W->cols, xb);
     if (c == INT_MIN) {
         matmul_fp8_simd(W, X, n, Y, ldy, r0, r1);
