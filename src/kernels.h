@@ -145,6 +145,8 @@ void lt_matmul_actq_fp8_amx(const lt_weight *W, const float *X, int64_t n, float
                             int64_t r1, int act_block);
 void lt_matmul_actq_fp4_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
                             int64_t r1, int act_block);
+/* matmul of FP8 weights, the same; rows of bf16 values on the tiles */
+void lt_matmul_fp8_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0, int64_t r1);
 #endif
 
 /* Chooses the best table the CPU supports; name (or NULL) forces one. Returns

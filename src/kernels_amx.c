@@ -325,6 +325,7 @@ static void amx_detect(void) {
     lt_kernels_avx512_amx.name = "avx512-amx";
     lt_kernels_avx512_amx.index_score = index_score_amx;
     lt_kernels_avx512_amx.attn_rows = lt_attn_rows_amx;
+    lt_kernels_avx512_amx.matmul[LT_W_FP8] = lt_matmul_fp8_amx;
     lt_kernels_avx512_amx.matmul_actq[LT_W_FP8] = lt_matmul_actq_fp8_amx;
     lt_kernels_avx512_amx.matmul_actq[LT_W_FP4] = lt_matmul_actq_fp4_amx;
     g_amx_ok = 1;

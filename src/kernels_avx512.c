@@ -424,10 +424,65 @@ AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k
     return 1;
 }
 
+/* one block scale's fp8_bf16 table in registers */
+typedef struct {
+    int s;
+    __m512i t[4];
+} fp8_tab;
+
+/* make tb hold scale s's table; 0 if s lies outside [FP8_S_LO, FP8_S_HI] */
+AMX_FN static inline int fp8_tab_use(fp8_tab *tb, int s) {
+    if (s == tb->s) return 1;
+    if (s < FP8_S_LO || s > FP8_S_HI) return 0;
+    for (int i = 0; i < 4; i++) tb->t[i] = _mm512_load_si512(fp8_bf16[s] + 32 * i);
+    tb->s = s;
+    return 1;
+}
+
+/* the 32 e4m3 codes at src as bf16 through tb: a magnitude lookup in two
+ * VPERMT2W over 64 entries each, picked by bit 6, and the sign moved to
+ * bit 15 */
+AMX_FN static inline __m512i fp8_row_bf16(const uint8_t *src, const fp8_tab *tb) {
+    const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)src));
+    const __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)),
+                                              _mm512_permutex2var_epi16(tb->t[0], w, tb->t[1]),
+                                              _mm512_permutex2var_epi16(tb->t[2], w, tb->t[3]));
+    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(w, 8), _mm512_set1_epi16((short)0x8000), 0xF8);
+}
+
+/* FP8 codes straight into B tiles (block_c a multiple of 32): a row's 32
+ * codes as bf16 (fp8_row_bf16) are its 16 column pairs, 16 rows x 16 pairs
+ * are then transposed to [pair][row]; bit for bit the decoded panel's
+ * tiles. Returns 0 if a block scale lies outside [FP8_S_LO, FP8_S_HI]. */
+AMX_FN static int amx_fp8_tiles(const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc) {
+    const int64_t ncb = (W->cols + W->block_c - 1) / W->block_c;
+    for (int g = 0; g * 16 < mr; g++) {
+        const int nv = LT_MIN(16, mr - 16 * g);
+        const uint8_t *srow[16];
+        for (int i = 0; i < nv; i++) srow[i] = W->scale + (r + 16 * g + i) / W->block_r * ncb;
+        for (int64_t j = 0; j < kc / 32; j++) {
+            const uint8_t *src = (const uint8_t *)W->data + (r + 16 * g) * W->cols + k0 + 32 * j;
+            const int64_t cb = (k0 + 32 * j) / W->block_c;
+            __m512i z[16];
+            fp8_tab tb = {.s = -1};
+            for (int i = 0; i < nv; i++, src += W->cols) {
+                if (j % 2 == 0) __builtin_prefetch(src + kc); /* the next column chunk: L2 until this row's turn */
+                if (!fp8_tab_use(&tb, srow[i][cb])) return 0; /* the caller's panel rewrites every tile */
+                z[i] = fp8_row_bf16(src, &tb);
+            }
+            for (int i = nv; i < 16; i++) z[i] = _mm512_setzero_si512();
+            v_transpose((lt_vf *)(void *)z);
+            for (int q = 0; q < 16; q++) _mm512_storeu_si512(gemm.bt[g] + (16 * j + q) * 16, z[q]);
+        }
+    }
+    return 1;
+}
+
 /* the B tiles of the weight panel rows [r, r + mr) x columns [k0, k0 + kc):
  * FP4 directly, else the decoded fp32 panel's column pairs interleaved */
 AMX_FN static void amx_panel(lt_wtype t, const lt_weight *W, int64_t r, int mr, int64_t k0, int64_t kc) {
     if (t == LT_W_FP4 && amx_fp4_tiles(W, r, mr, k0, kc)) return;
+    if (t == LT_W_FP8 && W->block_c % 32 == 0 && amx_fp8_tiles(W, r, mr, k0, kc)) return;
     pack_panel(t, W, r, mr, k0, kc, gemm.Bp);
     for (int g = 0; g * 16 < mr; g++)
         for (int64_t p = 0; p < kc / 2; p++) {
@@ -439,7 +494,7 @@ AMX_FN static void amx_panel(lt_wtype t, const lt_weight *W, int64_t r, int mr, 
 
 AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                                    int64_t r0, int64_t r1, int act_block) {
-    const int64_t cols = W->cols, step = LT_KC - LT_KC % act_block;
+    const int64_t cols = W->cols, step = act_block ? LT_KC - LT_KC % act_block : LT_KC;
     amx_tilecfg cfg = {.palette = 1};
     for (int i = 0; i < 8; i++) cfg.rows[i] = 16, cfg.colsb[i] = 64;
     pthread_once(&bf16_tables_once, bf16_tables_fill);
@@ -454,8 +509,9 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
                     memset(xb, 0, sizeof(uint16_t) * (size_t)kc);
                     continue;
                 }
-                quant_fp8(X + (t0 + i) * cols + k0, gemm.xq, kc, act_block);
-                for (int64_t k = 0; k < kc; k += 32) _mm512_storeu_si512(xb + k, bf16_pairs(gemm.xq + k));
+                const float *x = X + (t0 + i) * cols + k0;
+                if (act_block) quant_fp8(x, gemm.xq, kc, act_block), x = gemm.xq;
+                for (int64_t k = 0; k < kc; k += 32) _mm512_storeu_si512(xb + k, bf16_pairs(x + k));
             }
             for (int64_t r = r0; r < r1; r += LT_MR) {
                 int mr = (int)LT_MIN(LT_MR, r1 - r), groups = mr > 16 ? 2 : 1;
@@ -486,8 +542,9 @@ AMX_FN static void amx_matmul_actq(lt_wtype t, const lt_weight *W, const float *
 /* For a few tokens the panel path above spends its time turning weights
  * into B tiles (16 x 16 transposes per 512 weights, for a handful of token
  * rows). Here the weights are the A tiles instead: an A row is 32 columns
- * of one weight row, which is also one FP4 scale block, so a row is one
- * VPERMW of its bytes through that scale's table (fp4_row_bf16) and no
+ * of one weight row, which is also one FP4 scale block, so a row is a
+ * shift and one VPERMW of its bytes through that scale's table
+ * (fp4_block_bf16, columns in a fixed order the B tiles share) and no
  * transpose; an FP8 row is a lookup in its block scale's table of the 128
  * e4m3 magnitudes (fp8_bf16). The tokens' quantised rows are the B tiles
  * ([column pair][token]), packed once per pass; each C tile holds [16
@@ -506,14 +563,22 @@ typedef struct {
     uint32_t xt[FEW_N / 16][FEW_KMAX / 2][16]; /* B tiles: bf16 pairs [token group][pair][token] */
     uint16_t a[2][4][16][32];                  /* A tiles of two phases: [phase][step][row][column] */
     float xq[16][LT_KC];
-    float c[16][16];
+    float c[2][16][16];
 } amx_few_buf;
 
 static _Thread_local amx_few_buf few;
 
-/* the n tokens' quantised rows as bf16 pairs in B-tile order (zero past n) */
-AMX_FN static void few_pack_x(const float *X, int64_t n, int64_t cols, int act_block) {
+/* FP4 A rows hold a block's 32 columns in this order (word w: column
+ * 4 (w % 8) + w / 8; fp4_block_bf16), and their B tiles follow it */
+static const uint16_t fp4_order[32] __attribute__((aligned(64))) = {
+    0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
+
+/* the n tokens' quantised rows as bf16 pairs in B-tile order (zero past n),
+ * each block's 32 columns in fp4_order if t is FP4 */
+AMX_FN static void few_pack_x(lt_wtype t, const float *X, int64_t n, int64_t cols, int act_block) {
     const int64_t step = LT_KC - LT_KC % act_block;
+    const __m512i lo = _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(const void *)fp4_order));
+    const __m512i hi = _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(const void *)(fp4_order + 16)));
     for (int64_t g = 0; g * 16 < n; g++) {
         const int nt = (int)LT_MIN(16, n - 16 * g);
         for (int64_t k0 = 0; k0 < cols; k0 += step) {
@@ -521,7 +586,13 @@ AMX_FN static void few_pack_x(const float *X, int64_t n, int64_t cols, int act_b
             for (int i = 0; i < nt; i++) quant_fp8(X + (16 * g + i) * cols + k0, few.xq[i], kc, act_block);
             for (int64_t k = 0; k < kc; k += 32) {
                 __m512i z[16];
-                for (int i = 0; i < 16; i++) z[i] = i < nt ? bf16_pairs(few.xq[i] + k) : _mm512_setzero_si512();
+                for (int i = 0; i < nt; i++) {
+                    const __m512 v0 = _mm512_loadu_ps(few.xq[i] + k), v1 = _mm512_loadu_ps(few.xq[i] + k + 16);
+                    z[i] = t == LT_W_FP4 ? (__m512i)_mm512_cvtne2ps_pbh(_mm512_permutex2var_ps(v0, hi, v1),
+                                                                        _mm512_permutex2var_ps(v0, lo, v1))
+                                         : bf16_pairs(few.xq[i] + k);
+                }
+                for (int i = nt; i < 16; i++) z[i] = _mm512_setzero_si512();
                 v_transpose((lt_vf *)(void *)z);
                 for (int q = 0; q < 16; q++) _mm512_store_si512(few.xt[g][(k0 + k) / 2 + q], z[q]);
             }
@@ -529,26 +600,44 @@ AMX_FN static void few_pack_x(const float *X, int64_t n, int64_t cols, int act_b
     }
 }
 
-/* the A tiles of weight rows [r, r + 16) (rows past r1 zero) for the nblk
- * steps from column 32 ks: a[j][i] is row i at step ks + j (fp4_row_bf16). A row's 64-byte line is used up at
- * once: rows a power of two apart share a few L1 sets. Returns 0 if a block
- * scale lies outside fp4_bf16's range. */
-AMX_FN static int few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64_t ks, int nblk,
-                                uint16_t (*a)[16][32]) {
-    const int64_t rb = W->cols / 2, nb = W->cols / 32;
-    const uint8_t *src = (const uint8_t *)W->data + r * rb + 16 * ks, *sc = W->scale + r * nb + ks;
-    for (int i = 0; i < 16; i++, src += rb, sc += nb) {
-        if (r + i >= r1) {
-            for (int j = 0; j < nblk; j++) _mm512_store_si512(a[j][i], _mm512_setzero_si512());
-            continue;
-        }
-        if (r + 32 + i < W->rows) __builtin_prefetch(src + 32 * rb, 0, 2); /* the next row group's line, to L2 */
-        for (int j = 0; j < nblk; j++) {
-            if (sc[j] < 2 || sc[j] > 252) return 0;
-            _mm512_store_si512(a[j][i], fp4_row_bf16(src + 16 * j, sc[j]));
-        }
+/* One FP4 block (16 bytes, 32 codes) as an A row through the block scale's
+ * table: every 128-bit lane L holds the 16 bytes, its words shifted right by
+ * 4L, so word 8L + m is code 4m + L in its low 5 bits (the table repeats
+ * its 16 entries): a broadcast load, a shift and a VPERMW, no byte
+ * unpacking. */
+AMX_FN static inline __m512i fp4_block_bf16(const uint8_t *src, const uint16_t *table, __m512i shifts) {
+    const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)src));
+    return _mm512_permutexvar_epi16(_mm512_srlv_epi16(b, shifts), _mm512_load_si512(table));
+}
+
+/* whether the n scale bytes at s all lie in [2, 252] (fp4_bf16's range) */
+AMX_FN static int fp4_scales_ok(const uint8_t *s, int64_t n) {
+    __mmask64 out = 0;
+    for (int64_t i = 0; i < n; i += 64) {
+        const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
+        const __m512i v = _mm512_sub_epi8(_mm512_maskz_loadu_epi8(m, s + i), _mm512_set1_epi8(2));
+        out |= _mm512_mask_cmpgt_epu8_mask(m, v, _mm512_set1_epi8((char)250));
     }
-    return 1;
+    return !out;
+}
+
+/* the A tiles of weight rows [r, r + 16) (rows past r1 zero) for the nblk
+ * steps from column 32 ks, every scale in fp4_bf16's range: a[j][i] is row
+ * i at step ks + j. A row's 64-byte line is used up at once: rows a power
+ * of two apart share a few L1 sets. */
+AMX_FN static void few_fp4_tiles(const lt_weight *W, int64_t r, int64_t r1, int64_t ks, int nblk,
+                                 uint16_t (*a)[16][32]) {
+    const int64_t rb = W->cols / 2, nb = W->cols / 32;
+    const int nv = (int)LT_MIN(16, r1 - r);
+    const uint8_t *src = (const uint8_t *)W->data + r * rb + 16 * ks, *sc = W->scale + r * nb + ks;
+    const __m512i shifts = _mm512_set_epi64(0x000C000C000C000C, 0x000C000C000C000C, 0x0008000800080008,
+                                            0x0008000800080008, 0x0004000400040004, 0x0004000400040004, 0, 0);
+    for (int i = 0; i < nv; i++, src += rb, sc += nb) {
+        if (r + 32 + i < W->rows) __builtin_prefetch(src + 32 * rb, 0, 2); /* the next pass's line, to L2 */
+        for (int j = 0; j < nblk; j++) _mm512_store_si512(a[j][i], fp4_block_bf16(src + 16 * j, fp4_bf16[sc[j]], shifts));
+    }
+    for (int i = nv; i < 16; i++)
+        for (int j = 0; j < nblk; j++) _mm512_store_si512(a[j][i], _mm512_setzero_si512());
 }
 
 /* the FP8 A tiles of weight rows [r, r + 16) (rows past r1 zero) for the
@@ -560,7 +649,6 @@ AMX_FN static int few_fp8_tiles(const lt_weight *W, int64_t r, int64_t r1, int64
                                 uint16_t (*a)[16][32]) {
     const int64_t ncb = (W->cols + W->block_c - 1) / W->block_c;
     const uint8_t *src = (const uint8_t *)W->data + r * W->cols + 32 * ks;
-    const __m512i b6 = _mm512_set1_epi16(0x40), sign = _mm512_set1_epi16((short)0x8000);
     for (int i = 0; i < 16; i++, src += W->cols) {
         if (r + i >= r1) {
             for (int j = 0; j < nblk; j++) _mm512_store_si512(a[j][i], _mm512_setzero_si512());
@@ -569,95 +657,100 @@ AMX_FN static int few_fp8_tiles(const lt_weight *W, int64_t r, int64_t r1, int64
         if (r + 32 + i < W->rows)
             for (int l = 0; l < nblk; l += 2) __builtin_prefetch(src + 32 * W->cols + 32 * l, 0, 2); /* to L2 */
         const uint8_t *srow = W->scale + (r + i) / W->block_r * ncb;
-        int cur = -1;
-        __m512i t0 = _mm512_setzero_si512(), t1 = t0, t2 = t0, t3 = t0;
+        fp8_tab tb = {.s = -1};
         for (int j = 0; j < nblk; j++) {
-            const int sc = srow[32 * (ks + j) / W->block_c];
-            if (sc != cur) {
-                if (sc < FP8_S_LO || sc > FP8_S_HI) return 0;
-                const uint16_t *t = fp8_bf16[sc];
-                t0 = _mm512_load_si512(t), t1 = _mm512_load_si512(t + 32);
-                t2 = _mm512_load_si512(t + 64), t3 = _mm512_load_si512(t + 96);
-                cur = sc;
-            }
-            __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(src + 32 * j)));
-            __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(w, b6), _mm512_permutex2var_epi16(t0, w, t1),
-                                                _mm512_permutex2var_epi16(t2, w, t3));
-            _mm512_store_si512(a[j][i], _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(w, 8), sign, 0xF8));
+            if (!fp8_tab_use(&tb, srow[32 * (ks + j) / W->block_c])) return 0;
+            _mm512_store_si512(a[j][i], fp8_row_bf16(src + 32 * j, &tb));
         }
     }
     return 1;
 }
 
-/* the tile products of row group h (C tiles 2h + g for token group g) for
- * the nblk steps from ks, A tiles in a */
+/* the tile products of one phase, nblk steps from ks: row group h's A
+ * tiles a (in tile 4 + h) times token group g's B tile (6 + g) into C tile
+ * h ng + g; with one token group, odd steps go to C tile 2 + h (a second
+ * sum, added at the end), so that a C tile's chain of dependent products is
+ * half as long */
 AMX_FN static void few_dp(int h, int ng, int64_t ks, int nblk, uint16_t (*a)[16][32]) {
     for (int j = 0; j < nblk; j++) {
+        const int odd = (int)((ks + j) & 1);
         _tile_loadd(6, few.xt[0][16 * (ks + j)], 64);
         if (ng > 1) _tile_loadd(7, few.xt[1][16 * (ks + j)], 64);
         if (h == 0) {
             _tile_loadd(4, a[j], 64);
-            _tile_dpbf16ps(0, 4, 6);
-            if (ng > 1) _tile_dpbf16ps(1, 4, 7);
+            if (ng > 1) {
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+            } else if (odd) _tile_dpbf16ps(2, 4, 6);
+            else _tile_dpbf16ps(0, 4, 6);
         } else {
             _tile_loadd(5, a[j], 64);
-            _tile_dpbf16ps(2, 5, 6);
-            if (ng > 1) _tile_dpbf16ps(3, 5, 7);
+            if (ng > 1) {
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            } else if (odd) _tile_dpbf16ps(3, 5, 6);
+            else _tile_dpbf16ps(1, 5, 6);
         }
     }
 }
 
-/* C tile q ([16 rows][16 tokens]) into Y, transposed; nr rows and nt
- * tokens valid */
-AMX_FN static void few_store(int q, float *Y, int64_t ldy, int nr, int nt) {
+/* C tile q ([16 rows][16 tokens]), plus tile q + 2 if split, into Y,
+ * transposed; nr rows and nt tokens valid */
+AMX_FN static void few_store(int q, int split, float *Y, int64_t ldy, int nr, int nt) {
     switch (q) {
-    case 0: _tile_stored(0, few.c, 64); break;
-    case 1: _tile_stored(1, few.c, 64); break;
-    case 2: _tile_stored(2, few.c, 64); break;
-    default: _tile_stored(3, few.c, 64); break;
+    case 0: _tile_stored(0, few.c[0], 64); break;
+    case 1: _tile_stored(1, few.c[0], 64); break;
+    case 2: _tile_stored(2, few.c[0], 64); break;
+    default: _tile_stored(3, few.c[0], 64); break;
+    }
+    if (split) {
+        if (q == 0) _tile_stored(2, few.c[1], 64);
+        else _tile_stored(3, few.c[1], 64);
     }
     __m512 z[16];
-    for (int i = 0; i < 16; i++) z[i] = _mm512_load_ps(few.c[i]);
+    for (int i = 0; i < 16; i++)
+        z[i] = split ? _mm512_add_ps(_mm512_load_ps(few.c[0][i]), _mm512_load_ps(few.c[1][i])) : _mm512_load_ps(few.c[0][i]);
     v_transpose(z);
     for (int t = 0; t < nt; t++) v_store_part(Y + t * ldy, z[t], nr);
 }
 
 /* rows [r0, r1) of FP4 or FP8 weights (t) for n <= FEW_N tokens. Tiles:
  * C 0..3 ([row group][token group]), A 4..5, B 6..7, all 16 x 64 bytes.
- * Rows go in pairs of 16-row groups, columns in phases of 4 steps (one
+ * Rows go in passes of two 16-row groups, columns in phases of 4 steps (one
  * 64-byte line per row of FP4, two of FP8): each phase's A tiles are built
- * while the previous phase's multiply. A row pair with a scale out of range
- * runs on the vector path. */
+ * while the previous phase's multiply. A pass with a scale out of range
+ * runs on the vector path; FP4 scales are checked once per pass. */
 AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                             int64_t r0, int64_t r1, int act_block) {
-    const int64_t steps = W->cols / 32;
+    const int64_t steps = W->cols / 32; /* for FP4 also the scales per row */
     const int ng = (int)((n + 15) / 16);
-    few_pack_x(X, n, W->cols, act_block);
+    few_pack_x(t, X, n, W->cols, act_block);
     for (int64_t r = r0; r < r1; r += 32) {
-        const int groups = r + 16 < r1 ? 2 : 1;
-        int ok = 1, prev = -1, pn = 0, pb = 0; /* the phase built and not yet multiplied: group, steps, buffer */
+        const int nh = r + 16 < r1 ? 2 : 1;
+        const int64_t re = LT_MIN(r + 32, r1);
+        int ok = t != LT_W_FP4 || fp4_scales_ok(W->scale + r * steps, (re - r) * steps);
+        int prev = -1, pn = 0, pb = 0; /* the phase built and not yet multiplied: group, steps, buffer */
         int64_t pk = 0;
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
         for (int64_t k4 = 0; k4 < steps && ok; k4 += 4)
-            for (int h = 0; h < groups && ok; h++) {
-                const int nblk = (int)LT_MIN(4, steps - k4), buf = (int)((k4 / 4 * groups + h) & 1);
-                ok = t == LT_W_FP4 ? few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf])
-                                   : few_fp8_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
+            for (int h = 0; h < nh && ok; h++) {
+                const int nblk = (int)LT_MIN(4, steps - k4), buf = (int)((k4 / 4 * nh + h) & 1);
+                if (t == LT_W_FP4) few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
+                else ok = few_fp8_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
                 if (ok && prev >= 0) few_dp(prev, ng, pk, pn, few.a[pb]);
                 prev = h, pk = k4, pn = nblk, pb = buf;
             }
-        const int64_t re = LT_MIN(r + 32, r1);
         if (!ok) {
             matmul_any(t, W, X, n, Y, ldy, r, re, act_block);
             continue;
         }
         few_dp(prev, ng, pk, pn, few.a[pb]);
-        for (int h = 0; h < groups; h++)
+        for (int h = 0; h < nh; h++)
             for (int g = 0; g < ng; g++)
-                few_store(2 * h + g, Y + 16 * g * ldy + r + 16 * h, ldy, (int)LT_MIN(16, re - r - 16 * h),
+                few_store(h * ng + g, ng == 1, Y + 16 * g * ldy + r + 16 * h, ldy, (int)LT_MIN(16, re - r - 16 * h),
                           (int)LT_MIN(16, n - 16 * g));
     }
 }
@@ -822,6 +915,24 @@ BF16_FN static void fp8_actq_row(const lt_weight *W, const float *X, float *Y, i
  * FEW_MIN..FEW_MAX tokens and FP8 for FEW_MIN_FP8..FEW_MAX_FP8 with the
  * weights as A tiles, more than LT_MT tokens on the panels, the vector
  * paths otherwise */
+/* whether the n floats at x are all bf16 values (NaN is not) */
+AMX_FN static int all_bf16(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m512 v = v_load_part(x + i, (int)LT_MIN(16, n - i));
+        if (_mm512_cmp_ps_mask(v, v_round_bf16(v), _CMP_NEQ_UQ)) return 0;
+    }
+    return 1;
+}
+
+/* matmul for FP8 weights: more than LT_MT rows of bf16 values (wo_a's
+ * input in REFERENCE numerics) on the panels' tiles, where the tile
+ * products are exact; the avx512-bf16 entry otherwise */
+AMX_FN void lt_matmul_fp8_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy, int64_t r0,
+                              int64_t r1) {
+    if (n > LT_MT && W->cols % 32 == 0 && all_bf16(X, n * W->cols)) amx_matmul_actq(LT_W_FP8, W, X, n, Y, ldy, r0, r1, 0);
+    else matmul_fp8_bf16(W, X, n, Y, ldy, r0, r1);
+}
+
 #define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                          \
     AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,  \
                                            int64_t r0, int64_t r1, int act_block) {                              \

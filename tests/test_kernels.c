@@ -269,6 +269,38 @@ LT_TEST(kernels, matmul_actq_few_tokens) {
     }
 }
 
+/* edits of activation rows: bf16 values (wo_a's input in REFERENCE
+ * numerics), and bf16 values but one far off the grid */
+static void bf16_values(float *x, int64_t cols) {
+    for (int64_t c = 0; c < cols; c++) x[c] = lt_bf16_to_f32(lt_f32_to_bf16(x[c]));
+}
+static void one_off_bf16(float *x, int64_t cols) {
+    bf16_values(x, cols);
+    x[cols / 3] = 100.0f + 0x1p-6f;
+}
+
+/* FP8 products of more than LT_MT rows without quantisation: rows of bf16
+ * values run on the AMX table's panel tiles (exact products), across token
+ * chunks, on ragged rows, blocks of 128 and 32, a row sub-range; a row with
+ * one value off the bf16 grid must take the vector path */
+LT_TEST(kernels, matmul_fp8_bf16_rows) {
+    const lt_kernels *tables[MAX_TABLES];
+    int nt = simd_tables(tables);
+    rng g = {9};
+    static const struct { int64_t rows, cols; int block; } shape[] = {{70, 384, 128}, {45, 96, 32}, {33, 4096, 128}};
+    static const int64_t tokens[] = {9, 40, 300};
+    for (size_t s = 0; s < sizeof shape / sizeof shape[0]; s++) {
+        test_weight tw = make_weight(&g, LT_W_FP8, shape[s].rows, shape[s].cols, shape[s].block, shape[s].block);
+        int ok = 1;
+        for (size_t t = 0; t < sizeof tokens / sizeof tokens[0] && ok; t++)
+            if (tokens[t] * shape[s].cols <= 300 * 384)
+                ok = check_matmul_x(tables, nt, &tw.w, &g, tokens[t], 0, tw.w.rows, 0, bf16_values);
+        if (ok) ok = check_matmul_x(tables, nt, &tw.w, &g, 20, 3, tw.w.rows - 1, 0, bf16_values);
+        if (ok) check_matmul_x(tables, nt, &tw.w, &g, 20, 0, tw.w.rows, 0, one_off_bf16);
+        free_weight(&tw);
+    }
+}
+
 /* edits of a quantised row for matmul_fp8_decode_rows */
 static void keep_row(float *x, int64_t cols) { (void)x, (void)cols; }
 static void inexact_values(float *x, int64_t cols) {
