@@ -89,14 +89,18 @@ void lt_bench_decode(lt_bench_model *m, int tokens, lt_bench_probe *p, lt_bench_
                      double *median);
 
 typedef struct {
-    double seconds;
-    double flops;           /* 2 per multiply-add of every product */
+    double seconds;         /* the faster of LT_BENCH_PREFILL_RUNS runs (noise only adds time) */
+    double slowest_seconds; /* the slowest run */
+    double flops;           /* 2 per multiply-add of every product, per run */
     uint64_t weight_bytes;  /* weight bytes the batch touches */
 } lt_bench_prefill_result;
 
+#define LT_BENCH_PREFILL_RUNS 2
+
 /* One prompt of n tokens through every layer (tokens grouped by expert so
- * each expert's weights are read once per batch), with an FMA pass of the
- * probe before and after (raising mach->fma_gflops). */
+ * each expert's weights are read once per batch), LT_BENCH_PREFILL_RUNS
+ * times with fresh routing, with an FMA pass of the probe before and after
+ * (raising mach->fma_gflops). */
 lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_probe *p, lt_bench_machine *mach,
                            lt_bench_prefill_result *r, lt_error *err);
 

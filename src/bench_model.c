@@ -570,22 +570,27 @@ lt_status lt_bench_prefill(lt_bench_model *m, int64_t n, lt_bench_probe *p, lt_b
         return lt_fail(err, LT_ERR_NOMEM, "bench: out of memory for a %lld-token prefill", (long long)n);
     }
     for (int64_t t = 0; t < n; t++) memcpy(b.X + t * m->max_in, m->x, sizeof(float) * (size_t)m->max_in);
-    *r = (lt_bench_prefill_result){0};
+    *r = (lt_bench_prefill_result){.seconds = 1e30};
     mach->fma_gflops = LT_MAX(mach->fma_gflops, lt_bench_probe_fma(p));
-    double t0 = lt_time_s();
-    for (int l = 0; l < m->n_layers; l++) {
-        const bench_layer *L = &m->layers[l];
-        r->flops += dense_products(m, L, b.X, b.Y, n);
-        for (int i = 0; i < W_DENSE; i++)
-            if (L->w[i].rows) r->weight_bytes += lt_weight_bytes(&L->w[i]);
-        r->flops += routed_prefill(m, L, &b, n, &r->weight_bytes);
+    for (int run = 0; run < LT_BENCH_PREFILL_RUNS; run++) {
+        double t0 = lt_time_s(), flops = 0.0;
+        uint64_t bytes = 0;
+        for (int l = 0; l < m->n_layers; l++) {
+            const bench_layer *L = &m->layers[l];
+            flops += dense_products(m, L, b.X, b.Y, n);
+            for (int i = 0; i < W_DENSE; i++)
+                if (L->w[i].rows) bytes += lt_weight_bytes(&L->w[i]);
+            flops += routed_prefill(m, L, &b, n, &bytes);
+        }
+        if (m->head.rows) { /* logits of the last token only */
+            linear(m, &m->head, b.X + (n - 1) * D, 1, b.Y);
+            flops += 2.0 * (double)(m->head.rows * D);
+            bytes += lt_weight_bytes(&m->head);
+        }
+        double t = lt_time_s() - t0;
+        r->flops = flops, r->weight_bytes = bytes;
+        r->seconds = LT_MIN(r->seconds, t), r->slowest_seconds = LT_MAX(r->slowest_seconds, t);
     }
-    if (m->head.rows) { /* logits of the last token only */
-        linear(m, &m->head, b.X + (n - 1) * D, 1, b.Y);
-        r->flops += 2.0 * (double)(m->head.rows * D);
-        r->weight_bytes += lt_weight_bytes(&m->head);
-    }
-    r->seconds = lt_time_s() - t0;
     mach->fma_gflops = LT_MAX(mach->fma_gflops, lt_bench_probe_fma(p));
     prefill_free(&b);
     return LT_OK;

@@ -5,7 +5,8 @@
  *   machine   read / triad bandwidth and the kernel table's FMA peak;
  *   decode    weight bytes per token and tokens/s of the products (the
  *             fraction of the read bandwidth they reach);
- *   prefill   tokens/s and GFLOP/s at each prompt length (fraction of peak);
+ *   prefill   tokens/s and GFLOP/s at each prompt length (fraction of peak;
+ *             the faster of LT_BENCH_PREFILL_RUNS runs, the slowest beside it);
  *   context   time per decoded token with attention over caches of each
  *             context length (the O(context) index scan included).
  * -m DIR times prefill and decode of a real model through lantern.h.
@@ -162,8 +163,9 @@ static void print_table(const bench_options *o, const lt_bench_arch *a, const be
     for (int i = 0; i < o->n_prompts; i++) {
         const lt_bench_prefill_result *p = &r->prefill[i];
         double gf = p->flops / p->seconds * 1e-9;
-        printf("prefill   %5ld tokens: %8.1f tokens/s, %7.1f GFLOP/s = %.2f of FMA peak (%.2f s)\n", o->prompts[i],
-               (double)o->prompts[i] / p->seconds, gf, gf / r->mach.fma_gflops, p->seconds);
+        printf("prefill   %5ld tokens: %8.1f tokens/s, %7.1f GFLOP/s = %.2f of FMA peak (%.2f s; slowest of %d runs "
+               "%.2f s)\n", o->prompts[i], (double)o->prompts[i] / p->seconds, gf, gf / r->mach.fma_gflops, p->seconds,
+               LT_BENCH_PREFILL_RUNS, p->slowest_seconds);
     }
     for (int i = 0; i < o->n_contexts; i++) {
         const lt_bench_ctx_result *c = &r->ctx[i];
@@ -186,8 +188,9 @@ static void json_map(const char *key, const long *at, int n, const double *v, in
 
 static void print_json(const bench_options *o, const lt_bench_arch *a, const bench_results *r, const char *cpu) {
     double pf_tps[MAX_LIST], pf_gf[MAX_LIST], pf_frac[MAX_LIST], ctx_ms[MAX_LIST], ctx_med[MAX_LIST];
-    double att_ms[MAX_LIST], idx_ms[MAX_LIST];
+    double att_ms[MAX_LIST], idx_ms[MAX_LIST], pf_slow[MAX_LIST];
     for (int i = 0; i < o->n_prompts; i++) {
+        pf_slow[i] = r->prefill[i].slowest_seconds;
         pf_tps[i] = (double)o->prompts[i] / r->prefill[i].seconds;
         pf_gf[i] = r->prefill[i].flops / r->prefill[i].seconds * 1e-9;
         pf_frac[i] = pf_gf[i] / r->mach.fma_gflops;
@@ -211,6 +214,7 @@ static void print_json(const bench_options *o, const lt_bench_arch *a, const ben
     json_map("prefill_tokens_per_s", o->prompts, o->n_prompts, pf_tps, 0);
     json_map("prefill_gflops", o->prompts, o->n_prompts, pf_gf, 0);
     json_map("fma_fraction", o->prompts, o->n_prompts, pf_frac, 0);
+    json_map("prefill_slowest_run_s", o->prompts, o->n_prompts, pf_slow, 0);
     printf("  \"kv_bytes_per_token\": %llu,\n", (unsigned long long)r->kv_per_token);
     json_map("decode_ms_per_token_by_context", o->contexts, o->n_contexts, ctx_ms, 0);
     json_map("decode_ms_per_token_by_context_median", o->contexts, o->n_contexts, ctx_med, 0);

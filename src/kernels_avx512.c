@@ -668,12 +668,12 @@ AMX_FN static int few_fp8_tiles(const lt_weight *W, int64_t r, int64_t r1, int64
 
 /* the tile products of one phase, nblk steps from ks: row group h's A
  * tiles a (in tile 4 + h) times token group g's B tile (6 + g) into C tile
- * h ng + g; with one token group, odd steps go to C tile 2 + h (a second
- * sum, added at the end), so that a C tile's chain of dependent products is
- * half as long */
-AMX_FN static void few_dp(int h, int ng, int64_t ks, int nblk, uint16_t (*a)[16][32]) {
+ * h ng + g; split (one token group only), odd steps go to C tile 2 + h (a
+ * second sum, added at the end), so that a C tile's chain of dependent
+ * products is half as long */
+AMX_FN static void few_dp(int h, int ng, int split, int64_t ks, int nblk, uint16_t (*a)[16][32]) {
     for (int j = 0; j < nblk; j++) {
-        const int odd = (int)((ks + j) & 1);
+        const int odd = split && (ks + j) % 2;
         _tile_loadd(6, few.xt[0][16 * (ks + j)], 64);
         if (ng > 1) _tile_loadd(7, few.xt[1][16 * (ks + j)], 64);
         if (h == 0) {
@@ -719,11 +719,13 @@ AMX_FN static void few_store(int q, int split, float *Y, int64_t ldy, int nr, in
  * Rows go in passes of two 16-row groups, columns in phases of 4 steps (one
  * 64-byte line per row of FP4, two of FP8): each phase's A tiles are built
  * while the previous phase's multiply. A pass with a scale out of range
- * runs on the vector path; FP4 scales are checked once per pass. */
+ * runs on the vector path; FP4 scales are checked once per pass. FP8 is bit
+ * for bit the panels' product (one sum per C tile, columns in order). */
 AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,
                             int64_t r0, int64_t r1, int act_block) {
     const int64_t steps = W->cols / 32; /* for FP4 also the scales per row */
     const int ng = (int)((n + 15) / 16);
+    const int split = ng == 1 && t == LT_W_FP4; /* FP8 keeps one sum: bit for bit the panels' (lt_linear's token tiles) */
     few_pack_x(t, X, n, W->cols, act_block);
     for (int64_t r = r0; r < r1; r += 32) {
         const int nh = r + 16 < r1 ? 2 : 1;
@@ -740,17 +742,17 @@ AMX_FN static void few_pass(lt_wtype t, const lt_weight *W, const float *X, int6
                 const int nblk = (int)LT_MIN(4, steps - k4), buf = (int)((k4 / 4 * nh + h) & 1);
                 if (t == LT_W_FP4) few_fp4_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
                 else ok = few_fp8_tiles(W, r + 16 * h, r1, k4, nblk, few.a[buf]);
-                if (ok && prev >= 0) few_dp(prev, ng, pk, pn, few.a[pb]);
+                if (ok && prev >= 0) few_dp(prev, ng, split, pk, pn, few.a[pb]);
                 prev = h, pk = k4, pn = nblk, pb = buf;
             }
         if (!ok) {
             matmul_any(t, W, X, n, Y, ldy, r, re, act_block);
             continue;
         }
-        few_dp(prev, ng, pk, pn, few.a[pb]);
+        few_dp(prev, ng, split, pk, pn, few.a[pb]);
         for (int h = 0; h < nh; h++)
             for (int g = 0; g < ng; g++)
-                few_store(h * ng + g, ng == 1, Y + 16 * g * ldy + r + 16 * h, ldy, (int)LT_MIN(16, re - r - 16 * h),
+                few_store(h * ng + g, split, Y + 16 * g * ldy + r + 16 * h, ldy, (int)LT_MIN(16, re - r - 16 * h),
                           (int)LT_MIN(16, n - 16 * g));
     }
 }
