@@ -183,6 +183,33 @@ LT_TEST(threads, linear_thread_invariant) {
     free(Y1);
 }
 
+/* FP4 (the routed experts): lt_linear_actq is bit for bit the same at 1, 2
+ * and 3 threads, for token counts on every path (one row, the few-token
+ * tiles, the panels past 128 with a few-token remainder past 256) */
+LT_TEST(threads, linear_thread_invariant_fp4) {
+    enum { ROWS = 200, COLS = 512, N = 300 };
+    uint8_t *w = malloc(ROWS * COLS / 2), *sc = malloc(ROWS * COLS / 32);
+    float *X = malloc(sizeof(float) * N * COLS), *Y0 = malloc(sizeof(float) * N * ROWS), *Y1 = malloc(sizeof(float) * N * ROWS);
+    uint32_t v = 4242;
+    for (int i = 0; i < ROWS * COLS / 2; i++) v = v * 1664525u + 1013904223u, w[i] = (uint8_t)(v >> 24);
+    for (int i = 0; i < ROWS * COLS / 32; i++) sc[i] = (uint8_t)(120 + i % 9);
+    for (int i = 0; i < N * COLS; i++) v = v * 1664525u + 1013904223u, X[i] = (float)(v >> 8) * 0x1p-24f - 0.5f;
+    const lt_weight W = {.type = LT_W_FP4, .data = w, .scale = sc, .rows = ROWS, .cols = COLS, .block_r = 1,
+                         .block_c = 32, .name = "test"};
+    lt_error err;
+    static const int64_t ns[] = {1, 3, 40, 150, N};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (int t = 1; t <= 3; t++) {
+            CHECK(lt_threads_set(t, &err) == LT_OK);
+            lt_linear_actq(&W, X, ns[ni], t == 1 ? Y0 : Y1, 128);
+            if (t > 1)
+                CHECKF(!memcmp(Y0, Y1, sizeof(float) * (size_t)(ns[ni] * ROWS)), "FP4 n=%lld differs at %d threads",
+                       (long long)ns[ni], t);
+        }
+    CHECK(lt_threads_set(0, &err) == LT_OK);
+    free(w), free(sc), free(X), free(Y0), free(Y1);
+}
+
 /* a batch of products (shared inputs, an empty product, row sub-ranges,
  * quantised and not, 1 to 9 tokens) writes what each product writes alone */
 LT_TEST(threads, linear_batch_matches_single) {
