@@ -367,6 +367,7 @@ AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
 /* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
  * normal bf16; other scales take the vector paths), 16 codes repeated
  * (VPERMW reads 5 index bits) */
+enum { FP4_S_LO = 2, FP4_S_HI = 252 };
 static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
 
 /* e4m3 magnitudes (codes 0..127; 0x7F, a NaN, as 480 like the vector
@@ -384,7 +385,7 @@ static void bf16_tables_fill(void) {
             float v = c == 0x7F ? 480.0f : lt_fp8_e4m3_to_f32((uint8_t)c);
             fp8_bf16[s][c] = lt_f32_to_bf16(v * ldexpf(1.0f, s - 127));
         }
-    for (int s = 2; s <= 252; s++)
+    for (int s = FP4_S_LO; s <= FP4_S_HI; s++)
         for (int c = 0; c < 32; c++) fp4_bf16[s][c] = lt_f32_to_bf16(lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127));
 }
 
@@ -415,7 +416,7 @@ AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k
                 const uint8_t *src = (const uint8_t *)W->data + row * (W->cols / 2) + (k0 + 32 * j) / 2;
                 if (j % 4 == 0) __builtin_prefetch(src + kc / 2); /* the next column chunk: L2 until this row's turn */
                 uint8_t sc = W->scale[row * nb + k0 / 32 + j];
-                if (sc < 2 || sc > 252) return 0; /* the caller's panel rewrites every tile */
+                if (sc < FP4_S_LO || sc > FP4_S_HI) return 0; /* the caller's panel rewrites every tile */
                 z[i] = fp4_row_bf16(src, sc);
             }
             v_transpose((lt_vf *)(void *)z);
@@ -610,13 +611,13 @@ AMX_FN static inline __m512i fp4_block_bf16(const uint8_t *src, const uint16_t *
     return _mm512_permutexvar_epi16(_mm512_srlv_epi16(b, shifts), _mm512_load_si512(table));
 }
 
-/* whether the n scale bytes at s all lie in [2, 252] (fp4_bf16's range) */
+/* whether the n scale bytes at s all lie in [FP4_S_LO, FP4_S_HI] */
 AMX_FN static int fp4_scales_ok(const uint8_t *s, int64_t n) {
     __mmask64 out = 0;
     for (int64_t i = 0; i < n; i += 64) {
         const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
-        const __m512i v = _mm512_sub_epi8(_mm512_maskz_loadu_epi8(m, s + i), _mm512_set1_epi8(2));
-        out |= _mm512_mask_cmpgt_epu8_mask(m, v, _mm512_set1_epi8((char)250));
+        const __m512i v = _mm512_sub_epi8(_mm512_maskz_loadu_epi8(m, s + i), _mm512_set1_epi8(FP4_S_LO));
+        out |= _mm512_mask_cmpgt_epu8_mask(m, v, _mm512_set1_epi8((char)(FP4_S_HI - FP4_S_LO)));
     }
     return !out;
 }
@@ -913,16 +914,13 @@ BF16_FN static void fp8_actq_row(const lt_weight *W, const float *X, float *Y, i
     matmul_fp8_bf16(W, xq, 1, Y, 1, r0, r1);
 }
 
-/* matmul_actq for FP8 and FP4 weights (columns in whole 32s): FP4 for
- * FEW_MIN..FEW_MAX tokens and FP8 for FEW_MIN_FP8..FEW_MAX_FP8 with the
- * weights as A tiles, more than LT_MT tokens on the panels, the vector
- * paths otherwise */
-/* whether the n floats at x are all bf16 values (NaN is not) */
+/* whether the n floats at x are all bf16 values (the low 16 bits zero, as
+ * fp8_bf16_x tests) */
 AMX_FN static int all_bf16(const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i += 16) {
-        const __m512 v = v_load_part(x + i, (int)LT_MIN(16, n - i));
-        if (_mm512_cmp_ps_mask(v, v_round_bf16(v), _CMP_NEQ_UQ)) return 0;
-    }
+    for (int64_t i = 0; i < n; i += 16)
+        if (_mm512_test_epi32_mask(_mm512_castps_si512(v_load_part(x + i, (int)LT_MIN(16, n - i))),
+                                   _mm512_set1_epi32(0xFFFF)))
+            return 0;
     return 1;
 }
 
@@ -935,6 +933,10 @@ AMX_FN void lt_matmul_fp8_amx(const lt_weight *W, const float *X, int64_t n, flo
     else matmul_fp8_bf16(W, X, n, Y, ldy, r0, r1);
 }
 
+/* matmul_actq for FP8 and FP4 weights (columns in whole 32s): one FP8 row
+ * on the bf16 dot products, FP4 for FEW_MIN..FEW_MAX tokens and FP8 for
+ * FEW_MIN_FP8..FEW_MAX_FP8 with the weights as A tiles, more than LT_MT
+ * tokens on the panels, the vector paths otherwise */
 #define LT_DEFINE_AMX_MATMUL(fmt, type)                                                                          \
     AMX_FN void lt_matmul_actq_##fmt##_amx(const lt_weight *W, const float *X, int64_t n, float *Y, int64_t ldy,  \
                                            int64_t r0, int64_t r1, int act_block) {                              \
