@@ -155,18 +155,45 @@ static inline __m512 relu_term(__m512 dot, float wt, int bf16) {
 }
 
 /* With bf16 numerics, folded sums and every |wt| 0 or in [2^-60, 2^60]
- * (bf16 == 2 below), vcvtne2ps2bf16 rounds 32 keys at once: nearest even as
+ * (amx_post_bf16), vcvtne2ps2bf16 rounds 32 keys at once: nearest even as
  * lt_round_bf16, except that it flushes subnormals, which neither the dots
  * (FOLD_LO) nor the terms can be then. The query scale q, a power of two,
  * moves onto wt: bf16(x q) = bf16(x) q, ReLU commutes with it, and
- * (wt q) y = wt (q y) exactly in that range. Its words come back to floats
- * interleaved: that path's two sums hold keys 0-3 16-19 4-7 20-23 and 8-11
- * 24-27 12-15 28-31, put in order once per 32 keys (unshuffle_bf16). */
+ * (wt q) y = wt (q y) exactly in that range (wq = wt q, once per call).
+ * The words come back to floats by a shift (even words) and a mask (odd
+ * words), not by unpacks, which would crowd the one shuffle port with the
+ * conversions; so the two sums hold keys 0 4 .. 28 1 5 .. 29 and 2 6 .. 30
+ * 3 7 .. 31, put in order once per 32 keys (unshuffle_bf16). */
 static inline void unshuffle_bf16(__m512 out[2]) {
-    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i first = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
     __m512 a = out[0], b = out[1];
     out[0] = _mm512_permutex2var_ps(a, first, b);
     out[1] = _mm512_permutex2var_ps(a, _mm512_add_epi32(first, _mm512_set1_epi32(4)), b);
+}
+
+/* the bf16 words of v as floats: the even words, then the odd words */
+static inline __m512 bf16_even(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+static inline __m512 bf16_odd(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000)));
+}
+
+/* heads [h0, h1) of 32 folded keys with bf16 numerics on vcvtne2ps2bf16
+ * (above): the row sums cs[0][h - h0][key] times the key scales, rounded,
+ * ReLU'd on the bf16 bits, times wq[h], rounded, summed over heads */
+static inline void amx_post_bf16(int32_t (*cs)[32][32], int64_t h0, int64_t h1, __m512 (*sk)[AMX_MAX_BLOCKS],
+                                 const float *wq, __m512 out[2]) {
+    const __m512 k0 = sk[0][0], k1 = sk[1][0];
+    __m512 o0 = out[0], o1 = out[1];
+    for (int64_t h = h0; h < h1; h++) {
+        const __m512 w = _mm512_set1_ps(wq[h]);
+        __m512 d0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cs[0][h - h0])), k0);
+        __m512 d1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&cs[0][h - h0][16])), k1);
+        __m512i r = _mm512_max_epi16((__m512i)_mm512_cvtne2ps_pbh(d1, d0), _mm512_setzero_si512()); /* ReLU */
+        __m512i tb = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(bf16_odd(r), w), _mm512_mul_ps(bf16_even(r), w));
+        o0 = _mm512_add_ps(o0, bf16_even(tb));
+        o1 = _mm512_add_ps(o1, bf16_odd(tb));
+    }
+    out[0] = o0, out[1] = o1;
 }
 
 /* heads [h0, h1) of 32 keys: the block sums cs[b][h - h0][key] of nblk
@@ -176,21 +203,7 @@ static inline void amx_post(int32_t (*cs)[32][32], int64_t nblk, int64_t h0, int
                             const float (*qs)[AMX_MAX_BLOCKS], __m512 (*sk)[AMX_MAX_BLOCKS], const float *wt, int bf16,
                             __m512 out[2]) {
     __m512 o0 = out[0], o1 = out[1];
-    if (nblk == 1 && bf16 == 2) { /* folded, bf16 on vcvtne2ps2bf16 (see unshuffle_bf16) */
-        const __m512 k0 = sk[0][0], k1 = sk[1][0];
-        const __m512i zero = _mm512_setzero_si512();
-        for (int64_t h = h0; h < h1; h++) {
-            const __m512 w = _mm512_set1_ps(wt[h] * qs[h][0]);
-            __m512 d0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cs[0][h - h0])), k0);
-            __m512 d1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(&cs[0][h - h0][16])), k1);
-            __m512i r = _mm512_max_epi16((__m512i)_mm512_cvtne2ps_pbh(d1, d0), zero); /* ReLU on the bf16 bits */
-            __m512 t0 = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, r)), w);
-            __m512 t1 = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, r)), w);
-            __m512i tb = (__m512i)_mm512_cvtne2ps_pbh(t1, t0);
-            o0 = _mm512_add_ps(o0, _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, tb)));
-            o1 = _mm512_add_ps(o1, _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, tb)));
-        }
-    } else if (nblk == 1) { /* folded: one exact product per head and key */
+    if (nblk == 1) { /* folded: one exact product per head and key */
         const __m512 k0 = sk[0][0], k1 = sk[1][0];
         for (int64_t h = h0; h < h1; h++) {
             const __m512 q = _mm512_set1_ps(qs[h][0]);
@@ -215,16 +228,43 @@ static inline void amx_post(int32_t (*cs)[32][32], int64_t nblk, int64_t h0, int
     out[0] = o0, out[1] = o1;
 }
 
-/* keys j..j+n-1 (n <= 32) as two B-tile groups; returns whether all of
- * them folded */
-static int amx_pack(const lt_weight *K, int64_t j, int n, int32_t kb[2][AMX_MAX_DIM / 4][16],
-                    __m512 sk[2][AMX_MAX_BLOCKS]) {
-    int folded = amx_keys(K, j, LT_MIN(n, 16), kb[0], sk[0]);
-    return folded & amx_keys(K, j + 16, n - 16, kb[1], sk[1]);
+/* one group of 32 keys in flight: its B tiles, key scales, partial
+ * scores and whether it folded */
+typedef struct {
+    int32_t kb[2][AMX_MAX_DIM / 4][16]; /* two B-tile groups of 16 keys */
+    __m512 sk[2][AMX_MAX_BLOCKS];
+    __m512 out[2];
+    int64_t j;
+    int n, folded;
+} key_group;
+
+/* keys j..j+n-1 (n <= 32) into g, folded when every key and every head
+ * (qfold) folds */
+static void amx_pack(const lt_weight *K, int64_t j, int n, int qfold, key_group *g) {
+    const int64_t row = K->cols / 2, nb = K->cols / 32;
+    if (j + 64 + 32 <= K->rows) { /* two groups ahead: the hardware prefetchers do not keep up */
+        const uint8_t *c = (const uint8_t *)K->data + (j + 64) * row, *s = K->scale + (j + 64) * nb;
+        for (int64_t b = 0; b < 32 * row; b += 64) __builtin_prefetch(c + b);
+        for (int64_t b = 0; b < 32 * nb; b += 64) __builtin_prefetch(s + b);
+    }
+    int folded = amx_keys(K, j, LT_MIN(n, 16), g->kb[0], g->sk[0]);
+    g->folded = folded & amx_keys(K, j + 16, n - 16, g->kb[1], g->sk[1]) & qfold;
+    g->j = j, g->n = n;
+    g->out[0] = g->out[1] = _mm512_setzero_ps();
+}
+
+/* C tiles 0..3 (32 heads x 32 keys) to c[head][key] */
+static void amx_store(int32_t (*c)[32]) {
+    _tile_stored(0, c[0], 128);
+    _tile_stored(1, &c[0][16], 128);
+    _tile_stored(2, c[16], 128);
+    _tile_stored(3, &c[16][16], 128);
 }
 
 /* the tile work of 32 heads x 32 keys: q8 at the first head (rows of dq),
- * kb the keys; block sums (folded: row sums) to cs[block][head][key] */
+ * kb the keys; block sums to cs[block][head][key], except that folded row
+ * sums stay in the C tiles for amx_store (the caller stores them once the
+ * products are done, so that the stores do not wait on them) */
 static void amx_tiles(int folded, int64_t nb, int64_t dq, const int8_t *q8, int32_t kb[2][AMX_MAX_DIM / 4][16],
                       int32_t (*cs)[32][32]) {
     const int64_t steps = folded ? dq / 64 : nb, w = folded ? 64 : 32; /* dims per step */
@@ -243,14 +283,23 @@ static void amx_tiles(int folded, int64_t nb, int64_t dq, const int8_t *q8, int3
         _tile_dpbssd(1, 4, 7);
         _tile_dpbssd(2, 5, 6);
         _tile_dpbssd(3, 5, 7);
-        if (b == steps - 1 || !folded) {
-            int32_t(*c)[32] = cs[folded ? 0 : b];
-            _tile_stored(0, c[0], 128);
-            _tile_stored(1, &c[0][16], 128);
-            _tile_stored(2, c[16], 128);
-            _tile_stored(3, &c[16][16], 128);
-        }
+        if (!folded) amx_store(cs[b]);
     }
+}
+
+/* the post-processing of one unit, heads [h0, h0 + 32) of group g from
+ * its sums cs (wq: amx_post_bf16's weights where that path applies, else
+ * NULL); after the last heads, g's scores are stored */
+static void index_post(key_group *g, int32_t (*cs)[32][32], int64_t nb, int64_t h0, int64_t nh,
+                       const float (*qs)[AMX_MAX_BLOCKS], const float *wt, const float *wq, int bf16, float *score) {
+    const int fast = g->folded && wq;
+    if (fast) amx_post_bf16(cs, h0, LT_MIN(h0 + 32, nh), g->sk, wq, g->out);
+    else amx_post(cs, g->folded ? 1 : nb, h0, LT_MIN(h0 + 32, nh), qs, g->sk, wt, bf16, g->out);
+    if (h0 + 32 < nh) return;
+    if (fast) unshuffle_bf16(g->out);
+    for (int i = 0; i < 2 && 16 * i < g->n; i++)
+        _mm512_mask_storeu_ps(score + g->j + 16 * i, (__mmask16)((1u << LT_MIN(16, g->n - 16 * i)) - 1),
+                              bf16 ? v_round_bf16(g->out[i]) : g->out[i]);
 }
 
 static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float *wt, int bf16, int64_t j0, int64_t j1,
@@ -283,25 +332,33 @@ static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float 
         }
     }
 
-    int32_t kb[2][AMX_MAX_DIM / 4][16] __attribute__((aligned(64))); /* two B-tile groups of 16 keys */
-    int32_t cs[AMX_MAX_BLOCKS][32][32] __attribute__((aligned(64)));  /* [block][head][key] sums */
-    __m512 sk[2][AMX_MAX_BLOCKS];
-    int config = -1;
-    for (int64_t j = j0; j < j1; j += 32) {
-        const int n = (int)LT_MIN(32, j1 - j);
-        const int folded = amx_pack(K, j, n, kb, sk) & qfold, fast = folded && bf16 && wt_fast;
-        if (folded != config) amx_configure(config = folded);
-        __m512 out[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int64_t h0 = 0; h0 < nh; h0 += 32) {
-            amx_tiles(folded, nb, dq, q8 + h0 * dq, kb, cs);
-            amx_post(cs, folded ? 1 : nb, h0, LT_MIN(h0 + 32, nh), (const float(*)[AMX_MAX_BLOCKS])qs, sk, wt,
-                     fast ? 2 : bf16, out);
+    /* Units of 32 keys x 32 heads, one behind the other: a unit's tile
+     * products are issued, then the previous unit is post-processed (from
+     * the other cs buffer) and, after a group's last heads, the next group
+     * packed, and only then are the unit's sums stored, so that the stores
+     * do not wait on the products (4% of the scan here; the tile work and
+     * the vector work still add up rather than overlap). */
+    key_group kg[2] __attribute__((aligned(64)));
+    int32_t cs[2][AMX_MAX_BLOCKS][32][32] __attribute__((aligned(64))); /* [block][head][key] sums */
+    float wq[LT_INDEX_MAX_HEADS];
+    for (int64_t h = 0; h < nh; h++) wq[h] = wt[h] * qs[h][0];
+    const float *wqp = bf16 && wt_fast && qfold ? wq : NULL;
+    int config = -1, buf = 0, pending = 0, p_h0 = 0;
+    key_group *pg = NULL;
+    if (j0 >= j1) return;
+    amx_pack(K, j0, (int)LT_MIN(32, j1 - j0), qfold, &kg[0]);
+    for (int64_t j = j0, gi = 0; j < j1; j += 32, gi++) {
+        key_group *g = &kg[gi & 1];
+        if (g->folded != config) amx_configure(config = g->folded);
+        for (int64_t h0 = 0; h0 < nh; h0 += 32, buf ^= 1) {
+            amx_tiles(g->folded, nb, dq, q8 + h0 * dq, g->kb, cs[buf]);
+            if (pending) index_post(pg, cs[buf ^ 1], nb, p_h0, nh, (const float(*)[AMX_MAX_BLOCKS])qs, wt, wqp, bf16, score);
+            pending = 1, pg = g, p_h0 = (int)h0;
+            if (h0 + 32 >= nh && j + 32 < j1) amx_pack(K, j + 32, (int)LT_MIN(32, j1 - j - 32), qfold, &kg[(gi + 1) & 1]);
+            if (g->folded) amx_store(cs[buf][0]);
         }
-        if (fast) unshuffle_bf16(out);
-        for (int g = 0; g < 2 && 16 * g < n; g++)
-            _mm512_mask_storeu_ps(score + j + 16 * g, (__mmask16)((1u << LT_MIN(16, n - 16 * g)) - 1),
-                                  bf16 ? v_round_bf16(out[g]) : out[g]);
     }
+    if (pending) index_post(pg, cs[buf ^ 1], nb, p_h0, nh, (const float(*)[AMX_MAX_BLOCKS])qs, wt, wqp, bf16, score);
     _tile_release();
 }
 
