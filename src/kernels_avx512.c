@@ -119,6 +119,61 @@ __attribute__((target("avx512vnni"))) static void index_score_vnni(const lt_weig
     }
 }
 
+/* ---- bf16 tables of the FP4 and FP8 codes (AMX and AVX512-BF16 paths) --- */
+
+#define AMX_FN __attribute__((target("amx-tile,amx-bf16,avx512bf16")))
+
+/* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
+ * normal bf16; other scales take the vector paths), 16 codes repeated
+ * (VPERMW reads 5 index bits) */
+enum { FP4_S_LO = 2, FP4_S_HI = 252 };
+static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
+
+/* e4m3 magnitudes (codes 0..127; 0x7F, a NaN, as 480 like the vector
+ * decoders) as bf16 times 2^(s-127), per scale byte s in [FP8_S_LO, FP8_S_HI]:
+ * exact and normal there (4 significant bits, 2^-9..448) */
+enum { FP8_S_LO = 10, FP8_S_HI = 245 };
+static uint16_t fp8_bf16[256][128] __attribute__((aligned(64)));
+
+/* both tables, filled once before the first tile that reads them */
+static pthread_once_t bf16_tables_once = PTHREAD_ONCE_INIT;
+
+static void bf16_tables_fill(void) {
+    for (int s = FP8_S_LO; s <= FP8_S_HI; s++)
+        for (int c = 0; c < 128; c++) {
+            float v = c == 0x7F ? 480.0f : lt_fp8_e4m3_to_f32((uint8_t)c);
+            fp8_bf16[s][c] = lt_f32_to_bf16(v * ldexpf(1.0f, s - 127));
+        }
+    for (int s = FP4_S_LO; s <= FP4_S_HI; s++)
+        for (int c = 0; c < 32; c++) fp4_bf16[s][c] = lt_f32_to_bf16(lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127));
+}
+
+/* one block scale's fp8_bf16 table in registers */
+typedef struct {
+    int s;
+    __m512i t[4];
+} fp8_tab;
+
+/* make tb hold scale s's table; 0 if s lies outside [FP8_S_LO, FP8_S_HI] */
+AMX_FN static inline int fp8_tab_use(fp8_tab *tb, int s) {
+    if (s == tb->s) return 1;
+    if (s < FP8_S_LO || s > FP8_S_HI) return 0;
+    for (int i = 0; i < 4; i++) tb->t[i] = _mm512_load_si512(fp8_bf16[s] + 32 * i);
+    tb->s = s;
+    return 1;
+}
+
+/* the 32 e4m3 codes at src as bf16 through tb: a magnitude lookup in two
+ * VPERMT2W over 64 entries each, picked by bit 6, and the sign moved to
+ * bit 15 */
+AMX_FN static inline __m512i fp8_row_bf16(const uint8_t *src, const fp8_tab *tb) {
+    const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)src));
+    const __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)),
+                                              _mm512_permutex2var_epi16(tb->t[0], w, tb->t[1]),
+                                              _mm512_permutex2var_epi16(tb->t[2], w, tb->t[3]));
+    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(w, 8), _mm512_set1_epi16((short)0x8000), 0xF8);
+}
+
 /* ---- REFERENCE attention on AMX-BF16 tiles ----------------------------- */
 
 /* In REFERENCE numerics every operand of sparse attention is a bf16 value:
@@ -132,7 +187,6 @@ __attribute__((target("avx512vnni"))) static void index_score_vnni(const lt_weig
  *   O [16 heads][d] += P . V           (A: P transposed into head rows;
  *                                       B: row pairs of V interleaved)
  * Tiles 0-3 accumulate, 4 holds A, 6-7 hold B; all are 16 x 64 bytes. */
-#define AMX_FN __attribute__((target("amx-tile,amx-bf16,avx512bf16")))
 enum { AB = LT_ATTN_BLOCK, AG = 16 };
 
 typedef struct {
@@ -156,8 +210,23 @@ AMX_FN static inline __m512i bf16_pairs(const float *x) {
     return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
 }
 
+/* one FP8 row as bf16 straight from its codes (fp8_row_bf16 per 32 codes,
+ * the bf16 tail copied): bit for bit kv_decode then bf16_pairs. Returns 0
+ * (v partly written) if a block scale lies outside the tables' range. */
+AMX_FN static int amx_row_fp8(const lt_kv_fmt *f, const uint8_t *row, uint16_t *v) {
+    const uint8_t *sc = row + lt_kv_scale_offset(f);
+    fp8_tab tb = {.s = -1};
+    for (int64_t c = 0; c < f->w8; c += 32) {
+        if (!fp8_tab_use(&tb, sc[c / f->block])) return 0;
+        _mm512_storeu_si512(v + c, fp8_row_bf16(row + c, &tb));
+    }
+    memcpy(v + f->w8, row + lt_kv_bf16_offset(f), sizeof(uint16_t) * (size_t)(f->d - f->w8));
+    return 1;
+}
+
 /* the block's rows as bf16 (zero past nb and for padding slots), and the
- * pairs of rows interleaved for the B tiles of P.V */
+ * pairs of rows interleaved for the B tiles of P.V (dword c of pair i:
+ * column c of row 2i, then of row 2i + 1) */
 AMX_FN static void amx_block_rows(const lt_kv_fmt *f, int64_t n_first, const uint8_t *const *rows, int64_t b, int nb) {
     const int64_t d = f->d;
     for (int j = 0; j < AB; j++) {
@@ -166,14 +235,20 @@ AMX_FN static void amx_block_rows(const lt_kv_fmt *f, int64_t n_first, const uin
             memset(vj, 0, sizeof(uint16_t) * (size_t)d);
             continue;
         }
-        kv_decode(&f[b + j >= n_first], rows[b + j], amx.row);
+        const lt_kv_fmt *fj = &f[b + j >= n_first];
+        if (fj->kind == LT_KV_FP8 && fj->w8 % 32 == 0 && fj->block % 32 == 0 && amx_row_fp8(fj, rows[b + j], vj))
+            continue;
+        kv_decode(fj, rows[b + j], amx.row);
         for (int64_t c = 0; c < d; c += 32) _mm512_storeu_si512(vj + c, bf16_pairs(amx.row + c));
     }
+    uint16_t il[32];
+    for (int c = 0; c < 16; c++) il[2 * c] = (uint16_t)c, il[2 * c + 1] = (uint16_t)(32 + c);
+    const __m512i lo = _mm512_loadu_si512(il), hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
     for (int i = 0; i < AB / 2; i++)
-        for (int64_t c = 0; c < d; c += 16) {
-            __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(amx.v + 2 * i * d + c)));
-            __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(amx.v + (2 * i + 1) * d + c)));
-            _mm512_storeu_si512(amx.vp + i * d + c, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        for (int64_t c = 0; c < d; c += 32) {
+            const __m512i r0 = _mm512_loadu_si512(amx.v + 2 * i * d + c), r1 = _mm512_loadu_si512(amx.v + (2 * i + 1) * d + c);
+            _mm512_storeu_si512(amx.vp + i * d + c, _mm512_permutex2var_epi16(r0, lo, r1));
+            _mm512_storeu_si512(amx.vp + i * d + c + 16, _mm512_permutex2var_epi16(r0, hi, r1));
         }
 }
 
@@ -286,6 +361,7 @@ AMX_FN void lt_attn_rows_amx(const float *q, const lt_kv_fmt *f, int64_t n_first
     }
     amx_tilecfg cfg = {.palette = 1};
     for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    pthread_once(&bf16_tables_once, bf16_tables_fill);
     _tile_loadconfig(&cfg);
     float m[LT_ATTN_MAX_HEADS + AG], sum[LT_ATTN_MAX_HEADS + AG], r[AG];
     for (int64_t h = 0; h < groups * AG; h++) m[h] = -INFINITY, sum[h] = 0.0f;
@@ -364,31 +440,6 @@ AMX_FN static void amx_c_store(int g, float *Y, int64_t ldy, int nt, int nr) {
     for (int i = 0; i < nt; i++) memcpy(Y + i * ldy, gemm.ct + i * 16, sizeof(float) * (size_t)nr);
 }
 
-/* e2m1 as bf16 times 2^(s-127), per scale byte s in [2, 252] (exact: a
- * normal bf16; other scales take the vector paths), 16 codes repeated
- * (VPERMW reads 5 index bits) */
-enum { FP4_S_LO = 2, FP4_S_HI = 252 };
-static uint16_t fp4_bf16[256][32] __attribute__((aligned(64)));
-
-/* e4m3 magnitudes (codes 0..127; 0x7F, a NaN, as 480 like the vector
- * decoders) as bf16 times 2^(s-127), per scale byte s in [FP8_S_LO, FP8_S_HI]:
- * exact and normal there (4 significant bits, 2^-9..448) */
-enum { FP8_S_LO = 10, FP8_S_HI = 245 };
-static uint16_t fp8_bf16[256][128] __attribute__((aligned(64)));
-
-/* both tables, filled once before the first tile that reads them */
-static pthread_once_t bf16_tables_once = PTHREAD_ONCE_INIT;
-
-static void bf16_tables_fill(void) {
-    for (int s = FP8_S_LO; s <= FP8_S_HI; s++)
-        for (int c = 0; c < 128; c++) {
-            float v = c == 0x7F ? 480.0f : lt_fp8_e4m3_to_f32((uint8_t)c);
-            fp8_bf16[s][c] = lt_f32_to_bf16(v * ldexpf(1.0f, s - 127));
-        }
-    for (int s = FP4_S_LO; s <= FP4_S_HI; s++)
-        for (int c = 0; c < 32; c++) fp4_bf16[s][c] = lt_f32_to_bf16(lt_fp4_e2m1_table[c & 15] * ldexpf(1.0f, s - 127));
-}
-
 /* the 32 codes of 16 FP4 bytes as bf16 times the block scale sc (in
  * [2, 252]): d | d << 12 puts a byte's two codes in the two 16-bit halves
  * of a dword, one VPERMW looks both up */
@@ -423,32 +474,6 @@ AMX_FN static int amx_fp4_tiles(const lt_weight *W, int64_t r, int mr, int64_t k
             for (int q = 0; q < 16; q++) _mm512_storeu_si512(gemm.bt[g] + (16 * j + q) * 16, z[q]);
         }
     return 1;
-}
-
-/* one block scale's fp8_bf16 table in registers */
-typedef struct {
-    int s;
-    __m512i t[4];
-} fp8_tab;
-
-/* make tb hold scale s's table; 0 if s lies outside [FP8_S_LO, FP8_S_HI] */
-AMX_FN static inline int fp8_tab_use(fp8_tab *tb, int s) {
-    if (s == tb->s) return 1;
-    if (s < FP8_S_LO || s > FP8_S_HI) return 0;
-    for (int i = 0; i < 4; i++) tb->t[i] = _mm512_load_si512(fp8_bf16[s] + 32 * i);
-    tb->s = s;
-    return 1;
-}
-
-/* the 32 e4m3 codes at src as bf16 through tb: a magnitude lookup in two
- * VPERMT2W over 64 entries each, picked by bit 6, and the sign moved to
- * bit 15 */
-AMX_FN static inline __m512i fp8_row_bf16(const uint8_t *src, const fp8_tab *tb) {
-    const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)src));
-    const __m512i v = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)),
-                                              _mm512_permutex2var_epi16(tb->t[0], w, tb->t[1]),
-                                              _mm512_permutex2var_epi16(tb->t[2], w, tb->t[3]));
-    return _mm512_ternarylogic_epi32(v, _mm512_slli_epi16(w, 8), _mm512_set1_epi16((short)0x8000), 0xF8);
 }
 
 /* FP8 codes straight into B tiles (block_c a multiple of 32): a row's 32
