@@ -130,27 +130,72 @@ static void sort_ascending(int32_t *a, int32_t n) {
     }
 }
 
+/* the k best of the n entries (score[w], at[w], or w where at is NULL), in
+ * ascending position order, into the heap: the first k, then a later entry
+ * displaces the top only with a higher score (ties keep the lower
+ * position); most chunks hold none, found in one pass */
+static void topk_heap(const float *score, const int32_t *at, int64_t n, int32_t k, float *heap_s, int32_t *heap_i) {
+    for (int32_t w = 0; w < k; w++) heap_s[w] = score[w], heap_i[w] = at ? at[w] : w;
+    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(heap_s, heap_i, k, i);
+    for (int64_t w0 = k; w0 < n; w0 += TOPK_CHUNK) {
+        int64_t w1 = LT_MIN_I64(w0 + TOPK_CHUNK, n);
+        float top = heap_s[0];
+        int any = 0;
+        for (int64_t w = w0; w < w1; w++) any |= score[w] > top;
+        for (int64_t w = w0; any && w < w1; w++) {
+            int32_t i = at ? at[w] : (int32_t)w;
+            if (!worse(heap_s[0], heap_i[0], score[w], i)) continue;
+            heap_s[0] = score[w];
+            heap_i[0] = i;
+            sift_down(heap_s, heap_i, k, 0);
+        }
+    }
+}
+
+/* Long rows first keep only the entries at or above a threshold: the
+ * (2k m / nv)-th best of m <= TOPK_SAMPLES evenly spaced scores, which about
+ * 2k entries reach. Every entry left out scores below every one kept, so
+ * the k best of those kept are the k best. Fewer than k kept, more than
+ * TOPK_KEPT, or a NaN (whose order the heap leaves to position): the whole
+ * row goes through the heap instead. */
+#define TOPK_SAMPLES 4096
+#define TOPK_KEPT 8192
+#define TOPK_SUB 16 /* entries per pass of the keep scan */
+
+static _Thread_local struct {
+    float s[TOPK_KEPT];
+    int32_t i[TOPK_KEPT];
+} topk_kept;
+
+/* the entries kept (ascending position) into topk_kept; their count, or -1 */
+static int32_t topk_keep(const float *score, int64_t nv, int32_t k, float *heap_s, int32_t *heap_i) {
+    const int64_t stride = (nv + TOPK_SAMPLES - 1) / TOPK_SAMPLES, m = (nv + stride - 1) / stride;
+    const int32_t r = (int32_t)LT_MAX(1, 2 * (int64_t)k * m / nv);
+    for (int64_t j = 0; j < m; j++) topk_kept.s[j] = score[j * stride];
+    topk_heap(topk_kept.s, NULL, m, r, heap_s, heap_i);
+    const float t = heap_s[0];
+    int32_t n = 0;
+    for (int64_t w0 = 0; w0 < nv; w0 += TOPK_SUB) {
+        int64_t w1 = LT_MIN_I64(w0 + TOPK_SUB, nv);
+        int any = 0;
+        for (int64_t w = w0; w < w1; w++) any |= !(score[w] < t); /* kept, or NaN */
+        for (int64_t w = w0; any && w < w1; w++) {
+            if (score[w] < t) continue;
+            if (score[w] != score[w] || n == TOPK_KEPT) return -1;
+            topk_kept.s[n] = score[w], topk_kept.i[n++] = (int32_t)w;
+        }
+    }
+    return n >= k ? n : -1;
+}
+
 int32_t lt_indexer_topk(const float *score, int64_t nv, int32_t k, float *heap_s, int32_t *heap_i, int32_t *sel) {
     if (nv <= k) {
         for (int32_t w = 0; w < (int32_t)nv; w++) sel[w] = w;
         return (int32_t)nv;
     }
-    for (int32_t w = 0; w < k; w++) { heap_s[w] = score[w]; heap_i[w] = w; }
-    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(heap_s, heap_i, k, i);
-    for (int64_t w0 = k; w0 < nv; w0 += TOPK_CHUNK) {
-        /* a later entry displaces the top only with a higher score (ties
-         * keep the lower index): most chunks hold none, found in one pass */
-        int64_t w1 = LT_MIN_I64(w0 + TOPK_CHUNK, nv);
-        float top = heap_s[0];
-        int any = 0;
-        for (int64_t w = w0; w < w1; w++) any |= score[w] > top;
-        for (int64_t w = w0; any && w < w1; w++) {
-            if (!worse(heap_s[0], heap_i[0], score[w], (int32_t)w)) continue;
-            heap_s[0] = score[w];
-            heap_i[0] = (int32_t)w;
-            sift_down(heap_s, heap_i, k, 0);
-        }
-    }
+    int32_t kept = nv >= 2 * TOPK_SAMPLES && 4 * k <= TOPK_KEPT ? topk_keep(score, nv, k, heap_s, heap_i) : -1;
+    if (kept >= 0) topk_heap(topk_kept.s, topk_kept.i, kept, k, heap_s, heap_i);
+    else topk_heap(score, NULL, nv, k, heap_s, heap_i);
     for (int32_t i = 0; i < k; i++) sel[i] = heap_i[i];
     sort_ascending(sel, k);
     return k;

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 LT_TEST(attention, sink_only_enlarges_the_denominator) {
@@ -108,28 +109,50 @@ LT_TEST(attention, csa_overlaps_previous_window) {
 
 /* many chunks of scores (the top-k skips chunks below the kept minimum):
  * the selection equals a full sort's, ties to the lower index */
+static int int32_cmp(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    return (i > j) - (i < j);
+}
+
+/* score down, then position up: the order the top-k keeps */
+static const float *topk_order_score;
+static int topk_order(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    float si = topk_order_score[i], sj = topk_order_score[j];
+    return si > sj ? -1 : si < sj ? 1 : (i > j) - (i < j);
+}
+
+/* lt_indexer_topk's selection is the first k of a full sort, ascending */
+static int topk_matches_sort(const float *score, int32_t n, int32_t k) {
+    int32_t *rank = malloc(sizeof(int32_t) * (size_t)n), *sel = malloc(sizeof(int32_t) * (size_t)k);
+    int32_t *hi = malloc(sizeof(int32_t) * (size_t)k);
+    float *hs = malloc(sizeof(float) * (size_t)k);
+    for (int32_t i = 0; i < n; i++) rank[i] = i;
+    topk_order_score = score;
+    qsort(rank, (size_t)n, sizeof *rank, topk_order);
+    qsort(rank, (size_t)k, sizeof *rank, int32_cmp);
+    int ok = lt_indexer_topk(score, n, k, hs, hi, sel) == k && !memcmp(sel, rank, sizeof(int32_t) * (size_t)k);
+    free(rank), free(sel), free(hi), free(hs);
+    return ok;
+}
+
+/* rows short enough for the heap alone and long enough for the sampled
+ * threshold (many ties; a ramp up and down, whose even samples see the
+ * ramp's shape; every score equal, which keeps too many and falls back) */
 LT_TEST(attention, indexer_topk_matches_sort) {
-    enum { N = 5000, K = 37 };
+    enum { N = 100000 };
     static float score[N];
-    float hs[K];
-    int32_t hi[K], sel[K], rank[N];
     uint64_t g = 9;
     for (int i = 0; i < N; i++) score[i] = (float)(lt_splitmix64(&g) % 700) * 0.25f; /* many ties */
-    for (int i = 0; i < N; i++) rank[i] = i;
-    for (int i = 0; i < K; i++) /* selection sort of the best K: score down, index up */
-        for (int j = i + 1; j < N; j++)
-            if (score[rank[j]] > score[rank[i]] || (score[rank[j]] == score[rank[i]] && rank[j] < rank[i])) {
-                int32_t t = rank[i];
-                rank[i] = rank[j], rank[j] = t;
-            }
-    CHECK(lt_indexer_topk(score, N, K, hs, hi, sel) == K);
-    int ok = 1;
-    for (int i = 0; i < K; i++) {
-        int found = 0;
-        for (int j = 0; j < K; j++) found |= sel[j] == rank[i];
-        ok &= found && (i == 0 || sel[i] > sel[i - 1]);
-    }
-    CHECK(ok);
+    CHECK(topk_matches_sort(score, 5000, 37));
+    CHECK(topk_matches_sort(score, N, 512));
+    CHECK(topk_matches_sort(score, 8192, 1024));
+    for (int i = 0; i < N; i++) score[i] = (float)(lt_splitmix64(&g) % 100000) * 0.5f;
+    CHECK(topk_matches_sort(score, N, 2048));
+    for (int i = 0; i < N; i++) score[i] = (float)(i < N / 2 ? i : N - i);
+    CHECK(topk_matches_sort(score, N, 512));
+    for (int i = 0; i < N; i++) score[i] = 1.0f;
+    CHECK(topk_matches_sort(score, N, 512));
 }
 
 LT_TEST(attention, indexer_topk_visible_ties_ascending) {
