@@ -35,7 +35,7 @@ static const char bench_usage[] =
     "                      half the available memory)\n"
     "  --head              add the BF16 output head to every decoded token\n"
     "  --tokens N          decoded tokens measured per figure; the fastest is reported (noise\n"
-    "                      on a shared machine only adds time), the median beside it (default 8)\n"
+    "                      on a shared machine only adds time), the median beside it (default 32)\n"
     "  --prompts L,L,...   prefill lengths (default 128,512,2048; 0 skips prefill)\n"
     "  --contexts C,C,...  context lengths of the sweep (default 4096,65536,262144,1048576;\n"
     "                      0 skips it)\n"
@@ -73,7 +73,7 @@ static int list_value(const char *flag, const char *val, long hi, long *out, int
 
 /* 0 ok, 1 help printed, 2 usage error */
 static int parse(int argc, char **argv, bench_options *o) {
-    *o = (bench_options){.layers = 2, .tokens = 8, .rows = 12000000, .prompts = {128, 512, 2048}, .n_prompts = 3,
+    *o = (bench_options){.layers = 2, .tokens = 32, .rows = 12000000, .prompts = {128, 512, 2048}, .n_prompts = 3,
                          .contexts = {4096, 65536, 262144, 1048576}, .n_contexts = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
