@@ -7,12 +7,12 @@
  *             fraction of the read bandwidth they reach);
  *   prefill   tokens/s and GFLOP/s at each prompt length (fraction of peak;
  *             the faster of LT_BENCH_PREFILL_RUNS runs, the slowest beside it);
- * each fraction against the best pass of the limit taken among that
+ *   context   time per decoded token with attention over caches of each
+ *             context length (the O(context) index scan included).
+ * Each fraction is taken against the best pass of its limit among that
  * section's own work (a read pass before every decoded token, an FMA pass
  * before and after each length's prefills), which on a shared machine sees
  * what the work saw; the machine line gives the best passes of the run.
- *   context   time per decoded token with attention over caches of each
- *             context length (the O(context) index scan included).
  * -m DIR times prefill and decode of a real model through lantern.h.
  * Output: a table, or one JSON object with --json. Conventions of cli.h. */
 #include "bench.h"
