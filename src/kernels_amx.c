@@ -309,6 +309,7 @@ static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float 
         lt_kernels_avx512_vnni.index_score(K, Q, wt, bf16, j0, j1, score);
         return;
     }
+    if (j0 >= j1) return;
     /* queries: codes [head][dim] (rows of dq, heads padded to 32, zeros),
      * shifted when every head folds; each block's scale / 4 */
     int8_t q8[LT_INDEX_MAX_HEADS * AMX_MAX_DIM] __attribute__((aligned(64)));
@@ -343,22 +344,21 @@ static void index_score_amx(const lt_weight *K, const lt_weight *Q, const float 
     float wq[LT_INDEX_MAX_HEADS];
     for (int64_t h = 0; h < nh; h++) wq[h] = wt[h] * qs[h][0];
     const float *wqp = bf16 && wt_fast && qfold ? wq : NULL;
-    int config = -1, buf = 0, pending = 0, p_h0 = 0;
-    key_group *pg = NULL;
-    if (j0 >= j1) return;
+    int config = -1, buf = 0, p_h0 = 0;
+    key_group *pg = NULL; /* the unit waiting for its post-processing: group, first head */
     amx_pack(K, j0, (int)LT_MIN(32, j1 - j0), qfold, &kg[0]);
     for (int64_t j = j0, gi = 0; j < j1; j += 32, gi++) {
         key_group *g = &kg[gi & 1];
         if (g->folded != config) amx_configure(config = g->folded);
         for (int64_t h0 = 0; h0 < nh; h0 += 32, buf ^= 1) {
             amx_tiles(g->folded, nb, dq, q8 + h0 * dq, g->kb, cs[buf]);
-            if (pending) index_post(pg, cs[buf ^ 1], nb, p_h0, nh, (const float(*)[AMX_MAX_BLOCKS])qs, wt, wqp, bf16, score);
-            pending = 1, pg = g, p_h0 = (int)h0;
+            if (pg) index_post(pg, cs[buf ^ 1], nb, p_h0, nh, (const float(*)[AMX_MAX_BLOCKS])qs, wt, wqp, bf16, score);
+            pg = g, p_h0 = (int)h0;
             if (h0 + 32 >= nh && j + 32 < j1) amx_pack(K, j + 32, (int)LT_MIN(32, j1 - j - 32), qfold, &kg[(gi + 1) & 1]);
             if (g->folded) amx_store(cs[buf][0]);
         }
     }
-    if (pending) index_post(pg, cs[buf ^ 1], nb, p_h0, nh, (const float(*)[AMX_MAX_BLOCKS])qs, wt, wqp, bf16, score);
+    if (pg) index_post(pg, cs[buf ^ 1], nb, p_h0, nh, (const float(*)[AMX_MAX_BLOCKS])qs, wt, wqp, bf16, score);
     _tile_release();
 }
 

@@ -224,6 +224,11 @@ AMX_FN static int amx_row_fp8(const lt_kv_fmt *f, const uint8_t *row, uint16_t *
     return 1;
 }
 
+/* VPERMT2W indices that interleave the words of two rows: row 0's word c,
+ * then row 1's (32 + c), for c < 16 */
+static const uint16_t pair_words[32] __attribute__((aligned(64))) = {
+    0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+
 /* the block's rows as bf16 (zero past nb and for padding slots), and the
  * pairs of rows interleaved for the B tiles of P.V (dword c of pair i:
  * column c of row 2i, then of row 2i + 1) */
@@ -241,9 +246,7 @@ AMX_FN static void amx_block_rows(const lt_kv_fmt *f, int64_t n_first, const uin
         kv_decode(fj, rows[b + j], amx.row);
         for (int64_t c = 0; c < d; c += 32) _mm512_storeu_si512(vj + c, bf16_pairs(amx.row + c));
     }
-    uint16_t il[32];
-    for (int c = 0; c < 16; c++) il[2 * c] = (uint16_t)c, il[2 * c + 1] = (uint16_t)(32 + c);
-    const __m512i lo = _mm512_loadu_si512(il), hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    const __m512i lo = _mm512_load_si512(pair_words), hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
     for (int i = 0; i < AB / 2; i++)
         for (int64_t c = 0; c < d; c += 32) {
             const __m512i r0 = _mm512_loadu_si512(amx.v + 2 * i * d + c), r1 = _mm512_loadu_si512(amx.v + (2 * i + 1) * d + c);
